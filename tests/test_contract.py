@@ -1,0 +1,271 @@
+"""The public contract: every name of the API table importable from trainwright.utils with its signature.
+
+Names still to be built are listed in PENDING; the test fails when a pending name appears (so the list
+is kept honest) and when a built name's parameters drift from the table.
+"""
+
+import enum
+import inspect
+
+import pytest
+
+import trainwright.utils as utils
+
+REQUIRED = inspect.Parameter.empty
+
+# name -> leading parameters as (name, default); None means "no signature to check" (enums, exceptions).
+CONTRACT = {
+    "get_builtin_activation_type": [("activation", REQUIRED)],
+    "batch_distance2bbox": [("points", REQUIRED), ("distance", REQUIRED), ("max_shapes", None)],
+    "Phase": None,
+    "PhaseContext": [],
+    "Callback": [],
+    "PhaseCallback": [("phase", REQUIRED)],
+    "CallbackHandler": [("callbacks", REQUIRED)],
+    "ContextSgMethods": [],
+    "LRCallbackBase": [("phase", REQUIRED), ("initial_lr", REQUIRED), ("update_param_groups", REQUIRED),
+                       ("train_loader_len", REQUIRED), ("net", REQUIRED), ("training_params", REQUIRED)],
+    "EpochStepWarmupLRCallback": [],
+    "LinearStepWarmupLRCallback": [],
+    "BatchStepLinearWarmupLRCallback": [("warmup_initial_lr", REQUIRED), ("initial_lr", REQUIRED),
+                                        ("train_loader_len", REQUIRED), ("update_param_groups", REQUIRED),
+                                        ("lr_warmup_steps", REQUIRED), ("training_params", REQUIRED),
+                                        ("net", REQUIRED)],
+    "CosineLRCallback": [],
+    "StepLRCallback": [],
+    "PolyLRCallback": [],
+    "ExponentialLRCallback": [],
+    "FunctionLRCallback": [],
+    "LRSchedulerCallback": [("scheduler", REQUIRED), ("phase", REQUIRED), ("metric_name", None)],
+    "IllegalLRSchedulerMetric": [("metric_name", REQUIRED), ("metrics_dict", REQUIRED)],
+    "TestLRCallback": [("lr_placeholder", REQUIRED)],
+    "PhaseContextTestCallback": [("phase", REQUIRED)],
+    "DetectionVisualizationCallback": [("phase", REQUIRED), ("freq", REQUIRED),
+                                       ("post_prediction_callback", REQUIRED), ("classes", REQUIRED),
+                                       ("batch_idx", 0), ("last_img_idx_in_batch", -1)],
+    "BinarySegmentationVisualizationCallback": [("phase", REQUIRED), ("freq", REQUIRED), ("batch_idx", 0),
+                                                ("last_img_idx_in_batch", -1)],
+    "ModelConversionCheckCallback": [("model_name", REQUIRED), ("input_dimensions", REQUIRED),
+                                     ("primary_batch_size", REQUIRED)],
+    "RoboflowResultCallback": [("dataset_name", REQUIRED), ("output_path", None)],
+    "DeciLabUploadCallback": [("model_meta_data", REQUIRED), ("optimization_request_form", REQUIRED),
+                              ("ckpt_name", "ckpt_best.pth")],
+    "TrainingStageSwitchCallbackBase": [("next_stage_start_epoch", REQUIRED)],
+    "YoloXTrainingStageSwitchCallback": [("next_stage_start_epoch", 285)],
+    "PPYoloETrainingStageSwitchCallback": [("static_assigner_end_epoch", REQUIRED)],
+    "StrictLoad": None,
+    "MissingPretrainedWeightsException": [("desc", REQUIRED)],
+    "adapt_state_dict_to_fit_model_layer_names": [("model_state_dict", REQUIRED), ("source_ckpt", REQUIRED),
+                                                  ("exclude", []), ("solver", None)],
+    "adaptive_load_state_dict": [("net", REQUIRED), ("state_dict", REQUIRED), ("strict", REQUIRED),
+                                 ("solver", None)],
+    "copy_ckpt_to_local_folder": [("local_ckpt_destination_dir", REQUIRED), ("ckpt_filename", REQUIRED),
+                                  ("remote_ckpt_source_dir", None), ("path_src", "local"),
+                                  ("overwrite_local_ckpt", False), ("load_weights_only", False)],
+    "load_checkpoint_to_model": [("net", REQUIRED), ("ckpt_local_path", REQUIRED), ("load_backbone", False),
+                                 ("strict", "StrictLoad.NO_KEY_MATCHING"), ("load_weights_only", False),
+                                 ("load_ema_as_net", False), ("load_processing_params", False)],
+    "load_pretrained_weights": [("model", REQUIRED), ("architecture", REQUIRED), ("pretrained_weights", REQUIRED)],
+    "load_pretrained_weights_local": [("model", REQUIRED), ("architecture", REQUIRED),
+                                      ("pretrained_weights", REQUIRED)],
+    "raise_informative_runtime_error": [("state_dict", REQUIRED), ("checkpoint", REQUIRED),
+                                        ("exception_msg", REQUIRED)],
+    "read_ckpt_state_dict": [("ckpt_path", REQUIRED), ("device", "cpu")],
+    "transfer_weights": [("model", REQUIRED), ("model_state_dict", REQUIRED)],
+    "HpmStruct": [],
+    "AccessCounterMixin": None,
+    "ConfigInspector": None,
+    "UnusedConfigParamException": None,
+    "raise_if_unused_params": [("config", REQUIRED)],
+    "warn_if_unused_params": [("config", REQUIRED)],
+    "wrap_with_warning": [("cls", REQUIRED), ("message", REQUIRED)],
+    "Anchors": [("anchors_list", REQUIRED), ("strides", REQUIRED)],
+    "DetectionCollateFN": [],
+    "CrowdDetectionCollateFN": [],
+    "PPYoloECollateFN": [("random_resize_sizes", None), ("random_resize_modes", None)],
+    "CrowdDetectionPPYoloECollateFN": [("random_resize_sizes", None), ("random_resize_modes", None)],
+    "DetectionPostPredictionCallback": None,
+    "DetectionTargetsFormat": None,
+    "get_cls_posx_in_target": [("target_format", REQUIRED)],
+    "NMS_Type": None,
+    "non_max_suppression": [("prediction", REQUIRED), ("conf_thres", 0.1), ("iou_thres", 0.6),
+                            ("multi_label_per_box", True), ("with_confidence", False)],
+    "matrix_non_max_suppression": [("pred", REQUIRED), ("conf_thres", 0.1), ("kernel", "gaussian"),
+                                   ("sigma", 3.0), ("max_num_of_detections", 500)],
+    "box_iou": [("box1", REQUIRED), ("box2", REQUIRED)],
+    "calc_bbox_iou_matrix": [("pred", REQUIRED)],
+    "calculate_bbox_iou_matrix": [("box1", REQUIRED), ("box2", REQUIRED), ("x1y1x2y2", True), ("GIoU", False),
+                                  ("DIoU", False), ("CIoU", False), ("eps", 1e-09)],
+    "compute_box_area": [("box", REQUIRED)],
+    "crowd_ioa": [("det_box", REQUIRED), ("crowd_box", REQUIRED)],
+    "xyxy2cxcywh": [("bboxes", REQUIRED)],
+    "cxcywh2xyxy": [("bboxes", REQUIRED)],
+    "convert_cxcywh_bbox_to_xyxy": [("input_bbox", REQUIRED)],
+    "adjust_box_anns": [("bbox", REQUIRED), ("scale_ratio", REQUIRED), ("padw", REQUIRED), ("padh", REQUIRED),
+                        ("w_max", REQUIRED), ("h_max", REQUIRED)],
+    "get_mosaic_coordinate": [("mosaic_index", REQUIRED), ("xc", REQUIRED), ("yc", REQUIRED), ("w", REQUIRED),
+                              ("h", REQUIRED), ("input_h", REQUIRED), ("input_w", REQUIRED)],
+    "get_top_k_idx_per_cls": [("preds_scores", REQUIRED), ("preds_cls", REQUIRED), ("top_k", REQUIRED)],
+    "compute_detection_matching": [("output", REQUIRED), ("targets", REQUIRED), ("height", REQUIRED),
+                                   ("width", REQUIRED), ("iou_thresholds", REQUIRED),
+                                   ("denormalize_targets", REQUIRED), ("device", REQUIRED),
+                                   ("crowd_targets", None), ("top_k", 100), ("return_on_cpu", True)],
+    "compute_img_detection_matching": [("preds", REQUIRED), ("targets", REQUIRED), ("crowd_targets", REQUIRED),
+                                       ("height", REQUIRED), ("width", REQUIRED), ("iou_thresholds", REQUIRED),
+                                       ("device", REQUIRED), ("denormalize_targets", REQUIRED), ("top_k", 100),
+                                       ("return_on_cpu", True)],
+    "compute_detection_metrics": [("preds_matched", REQUIRED), ("preds_to_ignore", REQUIRED),
+                                  ("preds_scores", REQUIRED), ("preds_cls", REQUIRED), ("targets_cls", REQUIRED),
+                                  ("device", REQUIRED), ("recall_thresholds", None), ("score_threshold", 0.1)],
+    "compute_detection_metrics_per_cls": [("preds_matched", REQUIRED), ("preds_to_ignore", REQUIRED),
+                                          ("preds_scores", REQUIRED), ("n_targets", REQUIRED),
+                                          ("recall_thresholds", REQUIRED), ("score_threshold", REQUIRED),
+                                          ("device", REQUIRED)],
+    "DetectionMetrics": [("num_cls", REQUIRED), ("post_prediction_callback", REQUIRED),
+                         ("normalize_targets", False)],
+    "undo_image_preprocessing": [("im_tensor", REQUIRED)],
+    "DetectionVisualization": None,
+    "DDPNotSetupException": None,
+    "compute_precise_bn_stats": [("model", REQUIRED), ("loader", REQUIRED), ("precise_bn_batch_size", REQUIRED),
+                                 ("num_gpus", REQUIRED)],
+    "distributed_all_reduce_tensor_average": [("tensor", REQUIRED), ("n", REQUIRED)],
+    "get_gpu_mem_utilization": [],
+    "get_local_rank": [],
+    "get_world_size": [],
+    "initialize_ddp": [],
+    "reduce_results_tuple_for_ddp": [("validation_results_tuple", REQUIRED), ("device", REQUIRED)],
+    "restart_script_with_ddp": [("num_gpus", None)],
+}
+
+# Names of the contract not built yet. Remove a name here when it lands in trainwright.utils.
+PENDING = {
+    "get_builtin_activation_type",
+    "batch_distance2bbox",
+    "Phase",
+    "PhaseContext",
+    "Callback",
+    "PhaseCallback",
+    "CallbackHandler",
+    "ContextSgMethods",
+    "LRCallbackBase",
+    "EpochStepWarmupLRCallback",
+    "LinearStepWarmupLRCallback",
+    "BatchStepLinearWarmupLRCallback",
+    "CosineLRCallback",
+    "StepLRCallback",
+    "PolyLRCallback",
+    "ExponentialLRCallback",
+    "FunctionLRCallback",
+    "LRSchedulerCallback",
+    "IllegalLRSchedulerMetric",
+    "TestLRCallback",
+    "PhaseContextTestCallback",
+    "DetectionVisualizationCallback",
+    "BinarySegmentationVisualizationCallback",
+    "ModelConversionCheckCallback",
+    "RoboflowResultCallback",
+    "DeciLabUploadCallback",
+    "TrainingStageSwitchCallbackBase",
+    "YoloXTrainingStageSwitchCallback",
+    "PPYoloETrainingStageSwitchCallback",
+    "StrictLoad",
+    "MissingPretrainedWeightsException",
+    "adapt_state_dict_to_fit_model_layer_names",
+    "adaptive_load_state_dict",
+    "copy_ckpt_to_local_folder",
+    "load_checkpoint_to_model",
+    "load_pretrained_weights",
+    "load_pretrained_weights_local",
+    "raise_informative_runtime_error",
+    "read_ckpt_state_dict",
+    "transfer_weights",
+    "HpmStruct",
+    "AccessCounterMixin",
+    "ConfigInspector",
+    "UnusedConfigParamException",
+    "raise_if_unused_params",
+    "warn_if_unused_params",
+    "wrap_with_warning",
+    "Anchors",
+    "DetectionCollateFN",
+    "CrowdDetectionCollateFN",
+    "PPYoloECollateFN",
+    "CrowdDetectionPPYoloECollateFN",
+    "DetectionPostPredictionCallback",
+    "DetectionTargetsFormat",
+    "get_cls_posx_in_target",
+    "NMS_Type",
+    "non_max_suppression",
+    "matrix_non_max_suppression",
+    "box_iou",
+    "calc_bbox_iou_matrix",
+    "calculate_bbox_iou_matrix",
+    "compute_box_area",
+    "crowd_ioa",
+    "xyxy2cxcywh",
+    "cxcywh2xyxy",
+    "convert_cxcywh_bbox_to_xyxy",
+    "adjust_box_anns",
+    "get_mosaic_coordinate",
+    "get_top_k_idx_per_cls",
+    "compute_detection_matching",
+    "compute_img_detection_matching",
+    "compute_detection_metrics",
+    "compute_detection_metrics_per_cls",
+    "DetectionMetrics",
+    "undo_image_preprocessing",
+    "DetectionVisualization",
+    "DDPNotSetupException",
+    "compute_precise_bn_stats",
+    "distributed_all_reduce_tensor_average",
+    "get_gpu_mem_utilization",
+    "get_local_rank",
+    "get_world_size",
+    "initialize_ddp",
+    "reduce_results_tuple_for_ddp",
+    "restart_script_with_ddp",
+}
+
+BUILT = sorted(set(CONTRACT) - PENDING)
+
+
+def test_pending_names_are_part_of_the_contract():
+    assert PENDING <= set(CONTRACT), sorted(PENDING - set(CONTRACT))
+
+
+@pytest.mark.parametrize("name", sorted(PENDING))
+def test_pending_name_is_not_exported_yet(name):
+    assert not hasattr(utils, name), f"{name} is exported now: remove it from PENDING in {__file__}"
+
+
+def _signature_of(obj):
+    if inspect.isclass(obj):
+        return inspect.signature(obj.__init__), True
+    return inspect.signature(obj), False
+
+
+def _default_matches(actual, expected):
+    if expected is REQUIRED:
+        return actual is inspect.Parameter.empty
+    if isinstance(expected, str) and expected.startswith("StrictLoad."):
+        return isinstance(actual, enum.Enum) and f"StrictLoad.{actual.name}" == expected
+    return actual == expected and type(actual) is type(expected)
+
+
+@pytest.mark.parametrize("name", BUILT)
+def test_built_name_matches_the_table(name):
+    assert hasattr(utils, name), f"trainwright.utils does not export {name}"
+    expected = CONTRACT[name]
+    if expected is None:
+        return
+    signature, is_class = _signature_of(getattr(utils, name))
+    params = [p for p in signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if is_class:
+        params = params[1:]  # self
+    got = [(p.name, p.default) for p in params[: len(expected)]]
+    assert [g[0] for g in got] == [e[0] for e in expected], f"{name}: parameters {got}"
+    for (pname, actual), (_, wanted) in zip(got, expected):
+        assert _default_matches(actual, wanted), f"{name}({pname}=...) default is {actual!r}, table says {wanted!r}"
+    # Extra parameters beyond the table must have defaults (keyword-only or defaulted).
+    for p in params[len(expected):]:
+        assert p.default is not inspect.Parameter.empty, f"{name}: extra parameter {p.name} needs a default"

@@ -1,0 +1,3 @@
+from trainwright.cli import main
+
+raise SystemExit(main())
