@@ -1,0 +1,130 @@
+"""SimOTA dynamic-k label assignment (YOLOX), batched over images with padded ground truth.
+
+Shapes: B images, A anchors (all levels concatenated), G ground-truth slots per image (padded), C classes.
+Boxes are (cx, cy, w, h) in input pixels.
+"""
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+# Cost added to an (anchor, box) pair that is not inside both the box and its centre region.
+OUTSIDE_PRIOR_COST = 1e5
+# Number of best IoUs summed into a box's dynamic k.
+DYNAMIC_K_CANDIDATES = 10
+
+
+class Assignment(NamedTuple):
+    """Result of SimOTA: which anchors are foreground and which box each one learns."""
+
+    fg_mask: torch.Tensor  # bool [B, A]
+    matched_gt: torch.Tensor  # long [B, A], index into the G slots (meaningful where fg_mask)
+    matched_iou: torch.Tensor  # float [B, A], IoU of the prediction with its box (0 where background)
+
+
+def pairwise_iou_cxcywh(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
+    """IoU of every box of [B, G, 4] with every box of [B, A, 4] (cx, cy, w, h) -> [B, G, A]."""
+    half1, half2 = boxes1[..., 2:] / 2, boxes2[..., 2:] / 2
+    lt = torch.maximum((boxes1[..., :2] - half1)[:, :, None], (boxes2[..., :2] - half2)[:, None])
+    rb = torch.minimum((boxes1[..., :2] + half1)[:, :, None], (boxes2[..., :2] + half2)[:, None])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    area1 = (boxes1[..., 2] * boxes1[..., 3])[:, :, None]
+    area2 = (boxes2[..., 2] * boxes2[..., 3])[:, None]
+    return inter / (area1 + area2 - inter + eps)
+
+
+def center_prior(
+    anchor_centers: torch.Tensor, anchor_strides: torch.Tensor, gt_boxes: torch.Tensor, radius: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where anchor centres fall in each box and in its centre square of half-side radius * stride.
+
+    anchor_centers [A, 2] (pixels), anchor_strides [A], gt_boxes [B, G, 4] -> (in_box, in_center), bool [B, G, A].
+    """
+    centers = anchor_centers[None, None]  # [1, 1, A, 2]
+    gt_xy, gt_half = gt_boxes[..., None, :2], gt_boxes[..., None, 2:] / 2  # [B, G, 1, 2]
+    in_box = ((centers - (gt_xy - gt_half)).amin(-1) > 0) & (((gt_xy + gt_half) - centers).amin(-1) > 0)
+    reach = (radius * anchor_strides)[None, None, :, None]  # [1, 1, A, 1]
+    in_center = ((centers - gt_xy).abs() < reach).all(-1)
+    return in_box, in_center
+
+
+def classification_cost(scores: torch.Tensor, gt_classes: torch.Tensor) -> torch.Tensor:
+    """Summed BCE between each anchor's class scores and each box's one-hot class.
+
+    scores [B, A, C] probabilities, gt_classes long [B, G] -> [B, G, A]. Uses
+    sum_c BCE(p_c, onehot_c) = sum_c -log(1 - p_c) - logit-like term of the box's class, so no [B, G, A, C] tensor.
+    """
+    p = scores.clamp(1e-7, 1 - 1e-7)
+    log_neg = torch.log1p(-p)  # [B, A, C]
+    gain = (torch.log(p) - log_neg).transpose(1, 2)  # [B, C, A]
+    index = gt_classes[:, :, None].expand(-1, -1, scores.shape[1])
+    return -log_neg.sum(-1)[:, None, :] - gain.gather(1, index)
+
+
+def dynamic_k_matching(cost: torch.Tensor, ious: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """Give each box its dynamic k cheapest candidate anchors, then each anchor to its cheapest box.
+
+    cost, ious [B, G, A]; candidates bool [B, G, A] (pairs allowed at all) -> matching bool [B, G, A].
+    """
+    num_anchors = cost.shape[-1]
+    k_max = min(DYNAMIC_K_CANDIDATES, num_anchors)
+    top_ious = ious.masked_fill(~candidates, 0).topk(k_max, dim=-1).values
+    dynamic_k = top_ious.sum(-1).int().clamp(min=1)  # [B, G]
+    cost = cost.masked_fill(~candidates, float("inf"))
+    k_cap = int(dynamic_k.max())
+    cheapest_cost, cheapest_idx = cost.topk(k_cap, dim=-1, largest=False)  # [B, G, k_cap]
+    rank = torch.arange(k_cap, device=cost.device)
+    keep = (rank < dynamic_k[..., None]) & torch.isfinite(cheapest_cost)
+    matching = torch.zeros_like(candidates)
+    matching.scatter_(-1, cheapest_idx, keep)
+    shared = matching.sum(1) > 1  # [B, A]
+    if shared.any():
+        best_gt = cost.argmin(1)  # [B, A]
+        one_hot = F.one_hot(best_gt, cost.shape[1]).transpose(1, 2).bool()  # [B, G, A]
+        matching = torch.where(shared[:, None], one_hot, matching)
+    return matching
+
+
+@torch.no_grad()
+def simota_assign(
+    pred_boxes: torch.Tensor,
+    pred_scores: torch.Tensor,
+    anchor_centers: torch.Tensor,
+    anchor_strides: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    gt_classes: torch.Tensor,
+    gt_valid: torch.Tensor,
+    center_radius: float = 2.5,
+    iou_weight: float = 3.0,
+) -> Assignment:
+    """Assign anchors to ground-truth boxes with SimOTA.
+
+    pred_boxes [B, A, 4] decoded (cx, cy, w, h); pred_scores [B, A, C] joint class probabilities
+    (YOLOX uses sqrt(sigmoid(cls) * sigmoid(obj))); anchor_centers [A, 2] cell centres in pixels;
+    anchor_strides [A]; gt_boxes [B, G, 4]; gt_classes long [B, G]; gt_valid bool [B, G] (False on padding).
+
+    Candidates of an image are the anchors inside any box or any box's centre region; the pair cost is
+    BCE class cost + iou_weight * -log(IoU) + OUTSIDE_PRIOR_COST unless the anchor is inside both the box
+    and its centre region.
+    """
+    batch, num_anchors = pred_boxes.shape[:2]
+    if gt_boxes.shape[1] == 0 or not gt_valid.any():
+        empty = torch.zeros(batch, num_anchors, dtype=torch.bool, device=pred_boxes.device)
+        return Assignment(empty, empty.long(), pred_boxes.new_zeros(batch, num_anchors))
+    in_box, in_center = center_prior(anchor_centers, anchor_strides, gt_boxes, center_radius)
+    in_box, in_center = in_box & gt_valid[..., None], in_center & gt_valid[..., None]
+    in_any_prior = (in_box | in_center).any(1, keepdim=True)  # [B, 1, A]
+    candidates = in_any_prior & gt_valid[..., None]
+    ious = pairwise_iou_cxcywh(gt_boxes, pred_boxes)
+    cost = (
+        classification_cost(pred_scores, gt_classes)
+        + iou_weight * -torch.log(ious + 1e-8)
+        + OUTSIDE_PRIOR_COST * (~(in_box & in_center)).to(ious.dtype)
+    )
+    matching = dynamic_k_matching(cost, ious, candidates)
+    fg_mask = matching.any(1)
+    matched_gt = matching.to(torch.uint8).argmax(1)
+    matched_iou = (ious * matching).sum(1)
+    return Assignment(fg_mask, matched_gt, matched_iou)
