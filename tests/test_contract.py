@@ -141,12 +141,6 @@ CONTRACT = {
 PENDING = {
     "get_builtin_activation_type",
     "batch_distance2bbox",
-    "Phase",
-    "PhaseContext",
-    "Callback",
-    "PhaseCallback",
-    "CallbackHandler",
-    "ContextSgMethods",
     "LRCallbackBase",
     "EpochStepWarmupLRCallback",
     "LinearStepWarmupLRCallback",

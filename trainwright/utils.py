@@ -16,6 +16,14 @@ Nothing is implemented here; each block below imports from the module that owns 
 # --- distributed ----------------------------------------------------------------------------------
 
 # --- callbacks: base ------------------------------------------------------------------------------
+from trainwright.callbacks.base import (
+    Callback,
+    CallbackHandler,
+    ContextSgMethods,
+    Phase,
+    PhaseCallback,
+    PhaseContext,
+)
 
 # --- callbacks: LR schedules ----------------------------------------------------------------------
 
