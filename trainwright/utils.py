@@ -8,6 +8,14 @@ Nothing is implemented here; each block below imports from the module that owns 
 # --- ops: boxes, targets, NMS ---------------------------------------------------------------------
 
 # --- config ---------------------------------------------------------------------------------------
+from trainwright.config import (
+    AccessCounterMixin,
+    ConfigInspector,
+    HpmStruct,
+    UnusedConfigParamException,
+    raise_if_unused_params,
+    warn_if_unused_params,
+)
 
 # --- deprecation ----------------------------------------------------------------------------------
 
