@@ -1,0 +1,42 @@
+"""Model architectures and their registry: ``get_model("yolox_s", num_classes=80)`` builds one by name."""
+
+from collections.abc import Callable
+from functools import partial
+
+from torch import nn
+
+from trainwright.models.detection.yolox import YoloX
+
+# name -> (constructor, architecture defaults); overrides passed to get_model replace the defaults.
+_YOLOX_ARCHS = {
+    "yolox_n": {"depth_mult": 0.33, "width_mult": 0.25, "depthwise": True},
+    "yolox_t": {"depth_mult": 0.33, "width_mult": 0.375, "depthwise": False},
+    "yolox_s": {"depth_mult": 0.33, "width_mult": 0.5, "depthwise": False},
+    "yolox_m": {"depth_mult": 0.67, "width_mult": 0.75, "depthwise": False},
+    "yolox_l": {"depth_mult": 1.0, "width_mult": 1.0, "depthwise": False},
+    "yolox_x": {"depth_mult": 1.33, "width_mult": 1.25, "depthwise": False},
+}
+_ARCH_KEYS = {"depth_mult", "width_mult", "depthwise", "in_channels"}
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {name: partial(YoloX, **arch) for name, arch in _YOLOX_ARCHS.items()}
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`get_model`, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_model(name: str, num_classes: int, **arch_overrides) -> nn.Module:
+    """A freshly initialised model ``name`` predicting ``num_classes`` classes.
+
+    ``arch_overrides`` replace architecture settings (for YOLOX: depth_mult, width_mult, depthwise, in_channels).
+    """
+    key = name.lower() if isinstance(name, str) else name
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    unknown = sorted(set(arch_overrides) - _ARCH_KEYS)
+    if unknown:
+        raise TypeError(f"{name}: unknown architecture override(s) {unknown}; allowed: {sorted(_ARCH_KEYS)}")
+    return _REGISTRY[key](num_classes=num_classes, **arch_overrides)
+
+__all__ = ["get_model", "list_models"]
