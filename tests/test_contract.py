@@ -159,8 +159,6 @@ PENDING = {
     "ModelConversionCheckCallback",
     "RoboflowResultCallback",
     "DeciLabUploadCallback",
-    "TrainingStageSwitchCallbackBase",
-    "YoloXTrainingStageSwitchCallback",
     "PPYoloETrainingStageSwitchCallback",
     "StrictLoad",
     "MissingPretrainedWeightsException",

@@ -38,6 +38,7 @@ from trainwright.callbacks.base import (
 # --- callbacks: testing helpers -------------------------------------------------------------------
 
 # --- callbacks: stage switch ----------------------------------------------------------------------
+from trainwright.callbacks.stage_switch import TrainingStageSwitchCallbackBase, YoloXTrainingStageSwitchCallback
 
 # --- callbacks: visualisation ---------------------------------------------------------------------
 
