@@ -139,7 +139,6 @@ CONTRACT = {
 
 # Names of the contract not built yet. Remove a name here when it lands in trainwright.utils.
 PENDING = {
-    "get_builtin_activation_type",
     "batch_distance2bbox",
     "LRCallbackBase",
     "EpochStepWarmupLRCallback",
@@ -171,7 +170,6 @@ PENDING = {
     "raise_informative_runtime_error",
     "read_ckpt_state_dict",
     "transfer_weights",
-    "wrap_with_warning",
     "Anchors",
     "DetectionCollateFN",
     "CrowdDetectionCollateFN",

@@ -4,6 +4,7 @@ Nothing is implemented here; each block below imports from the module that owns 
 """
 
 # --- nn -------------------------------------------------------------------------------------------
+from trainwright.nn.activations import get_builtin_activation_type
 
 # --- ops: boxes, targets, NMS ---------------------------------------------------------------------
 
@@ -18,6 +19,7 @@ from trainwright.config import (
 )
 
 # --- deprecation ----------------------------------------------------------------------------------
+from trainwright.deprecation import wrap_with_warning
 
 # --- checkpoints ----------------------------------------------------------------------------------
 
