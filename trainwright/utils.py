@@ -36,8 +36,22 @@ from trainwright.callbacks.base import (
 )
 
 # --- callbacks: LR schedules ----------------------------------------------------------------------
+from trainwright.callbacks.lr import (
+    BatchStepLinearWarmupLRCallback,
+    CosineLRCallback,
+    EpochStepWarmupLRCallback,
+    ExponentialLRCallback,
+    FunctionLRCallback,
+    IllegalLRSchedulerMetric,
+    LinearStepWarmupLRCallback,
+    LRCallbackBase,
+    LRSchedulerCallback,
+    PolyLRCallback,
+    StepLRCallback,
+)
 
 # --- callbacks: testing helpers -------------------------------------------------------------------
+from trainwright.callbacks.testing import PhaseContextTestCallback, TestLRCallback
 
 # --- callbacks: stage switch ----------------------------------------------------------------------
 from trainwright.callbacks.stage_switch import TrainingStageSwitchCallbackBase, YoloXTrainingStageSwitchCallback
@@ -45,6 +59,7 @@ from trainwright.callbacks.stage_switch import TrainingStageSwitchCallbackBase, 
 # --- callbacks: visualisation ---------------------------------------------------------------------
 
 # --- models ---------------------------------------------------------------------------------------
+from trainwright.models.detection.anchors import Anchors
 
 # --- data -----------------------------------------------------------------------------------------
 
