@@ -1,0 +1,414 @@
+"""Learning-rate schedules and warmups as callbacks, selected by name from `training_params`.
+
+Notation used in the formulas below:
+  lr0 = initial_lr, W = lr_warmup_epochs, C = lr_cooldown_epochs, E = max_epochs, L = train_loader_len,
+  e = context.epoch (0-based), b = context.batch_idx (0-based), A = batch_accumulate, S = lr_warmup_steps.
+
+Per-step schedules run at `Phase.TRAIN_BATCH_STEP` (after the optimizer step of batch b), so the value computed
+for (e, b) is the LR of the next optimizer step. Per-epoch ones run at epoch start (warmup) or end (step).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainwright.callbacks.base import Callback, Phase, PhaseCallback, PhaseContext
+
+__all__ = [
+    "LRCallbackBase",
+    "EpochStepWarmupLRCallback",
+    "LinearStepWarmupLRCallback",
+    "BatchStepLinearWarmupLRCallback",
+    "StepLRCallback",
+    "PolyLRCallback",
+    "CosineLRCallback",
+    "ExponentialLRCallback",
+    "FunctionLRCallback",
+    "LRSchedulerCallback",
+    "IllegalLRSchedulerMetric",
+    "LR_SCHEDULERS",
+    "LR_WARMUPS",
+    "register_lr_scheduler",
+    "register_lr_warmup",
+    "build_lr_callbacks",
+]
+
+
+def _param(training_params: Any, name: str, default: Any = 0) -> Any:
+    """`training_params.name`, or `default` when absent or None (so partial params work in tests)."""
+    value = getattr(training_params, name, None) if training_params is not None else None
+    return default if value is None else value
+
+
+def _write_lr(cb, optimizer, epoch: int, batch_idx) -> None:
+    """Write `cb.lr` into every param group, or delegate to `net.update_param_groups` when `cb` asks for it."""
+    if cb.update_param_groups:
+        model = getattr(cb.net, "module", cb.net)  # unwrap DistributedDataParallel
+        optimizer.param_groups = model.update_param_groups(
+            optimizer.param_groups, cb.lr, epoch, batch_idx, cb.training_params, cb.train_loader_len
+        )
+        return
+    for group in optimizer.param_groups:
+        group["lr"] = cb.lr
+
+
+class LRCallbackBase(PhaseCallback):
+    """Base of the built-in schedules: at its phase, if `is_lr_scheduling_enabled`, run `perform_scheduling`."""
+
+    def __init__(self, phase, initial_lr, update_param_groups, train_loader_len, net, training_params, **kwargs):
+        super().__init__(phase)
+        self.initial_lr = float(initial_lr)
+        self.lr = float(initial_lr)
+        self.update_param_groups = bool(update_param_groups)
+        self.train_loader_len = int(train_loader_len)
+        self.net = net
+        self.training_params = training_params
+
+    def __call__(self, context: PhaseContext) -> None:
+        if self.is_lr_scheduling_enabled(context):
+            self.perform_scheduling(context)
+
+    def is_lr_scheduling_enabled(self, context: PhaseContext) -> bool:
+        """Whether this schedule owns the LR at the context's epoch/batch."""
+        raise NotImplementedError
+
+    def perform_scheduling(self, context: PhaseContext) -> None:
+        """Compute `self.lr` from the context and write it to the optimizer."""
+        raise NotImplementedError
+
+    def update_lr(self, optimizer, epoch, batch_idx=None) -> None:
+        """Write `self.lr` into the optimizer's param groups (or via `net.update_param_groups`)."""
+        _write_lr(self, optimizer, epoch, batch_idx)
+
+    def _tp(self, name: str, default: Any = 0) -> Any:
+        return _param(self.training_params, name, default)
+
+    def _in_main_schedule(self, epoch: int) -> bool:
+        """W <= e < E - C."""
+        return self._tp("lr_warmup_epochs") <= epoch < self._tp("max_epochs") - self._tp("lr_cooldown_epochs")
+
+
+class EpochStepWarmupLRCallback(LRCallbackBase):
+    """Linear warmup with one step per epoch, at each epoch start while e <= W (W > 0).
+
+    lr(e) = w0 + e * (lr0 - w0) / W, where w0 = warmup_initial_lr, or lr0 / (W + 1) when that is None.
+    At e = W this gives lr0 exactly, the value the main schedule starts from.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(Phase.TRAIN_EPOCH_START, **kwargs)
+        warmup_epochs = self._tp("lr_warmup_epochs")
+        warmup_initial_lr = _param(self.training_params, "warmup_initial_lr", None)
+        self.warmup_initial_lr = (
+            float(warmup_initial_lr) if warmup_initial_lr is not None else self.initial_lr / (warmup_epochs + 1)
+        )
+        self.warmup_step_size = (self.initial_lr - self.warmup_initial_lr) / warmup_epochs if warmup_epochs > 0 else 0.0
+
+    def perform_scheduling(self, context: PhaseContext) -> None:
+        self.lr = self.warmup_initial_lr + context.epoch * self.warmup_step_size
+        self.update_lr(context.optimizer, context.epoch, None)
+
+    def is_lr_scheduling_enabled(self, context: PhaseContext) -> bool:
+        warmup_epochs = self._tp("lr_warmup_epochs")
+        return warmup_epochs > 0 and context.epoch <= warmup_epochs
+
+
+class LinearStepWarmupLRCallback(EpochStepWarmupLRCallback):
+    """Deprecated name of `EpochStepWarmupLRCallback` (warns with DeprecationWarning when built)."""
+
+    def __init__(self, **kwargs):
+        warnings.warn(
+            "LinearStepWarmupLRCallback is deprecated; use EpochStepWarmupLRCallback (warmup_mode='linear_epoch_step')",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        super().__init__(**kwargs)
+
+
+class BatchStepLinearWarmupLRCallback(Callback):
+    """Linear warmup per batch, at each batch start, over the first N = S (or W * L when S is 0) global steps.
+
+    lr(g) = linspace(warmup_initial_lr, lr0, N)[g] for the global batch index g = e * L + b < N;
+    i.e. lr(g) = w0 + g * (lr0 - w0) / (N - 1), reaching lr0 at g = N - 1. When warmup_initial_lr is None the
+    start is lr0 / (W + 1), as for the per-epoch warmup (a documented choice: the reference needs it given).
+    """
+
+    def __init__(
+        self,
+        warmup_initial_lr,
+        initial_lr,
+        train_loader_len,
+        update_param_groups,
+        lr_warmup_steps,
+        training_params,
+        net,
+        **kwargs,
+    ):
+        super().__init__()
+        warmup_epochs = _param(training_params, "lr_warmup_epochs")
+        self.initial_lr = float(initial_lr)
+        self.lr = float(initial_lr)
+        if warmup_initial_lr is None:
+            warmup_initial_lr = self.initial_lr / (warmup_epochs + 1)
+        self.warmup_initial_lr = float(warmup_initial_lr)
+        self.train_loader_len = int(train_loader_len)
+        self.lr_warmup_steps = int(lr_warmup_steps or 0) or self.train_loader_len * int(warmup_epochs)
+        if self.lr_warmup_steps < 0:
+            raise ValueError(f"lr_warmup_steps must be >= 0, got {lr_warmup_steps!r}")
+        self.learning_rates = np.linspace(self.warmup_initial_lr, self.initial_lr, self.lr_warmup_steps, endpoint=True)
+        self.update_param_groups = bool(update_param_groups)
+        self.training_params = training_params
+        self.net = net
+
+    def on_train_batch_start(self, context: PhaseContext) -> None:
+        step = context.epoch * self.train_loader_len + context.batch_idx
+        if step < self.lr_warmup_steps:
+            self.lr = float(self.learning_rates[step])
+            self.update_lr(context.optimizer, context.epoch, context.batch_idx)
+
+    def update_lr(self, optimizer, epoch, batch_idx=None) -> None:
+        """Write `self.lr` into the optimizer's param groups (or via `net.update_param_groups`)."""
+        _write_lr(self, optimizer, epoch, batch_idx)
+
+
+class StepLRCallback(LRCallbackBase):
+    """Step decay at each epoch end (e >= W): lr = lr0 * lr_decay_factor ** #{u in lr_updates : u <= e}.
+
+    With `step_lr_update_freq` f instead of `lr_updates`: lr_updates = [ceil(f * x) for x in 1..E-C-1 with
+    W <= ceil(f * x) < E - C]. The two are mutually exclusive.
+    """
+
+    def __init__(self, lr_updates=(), lr_decay_factor=0.1, step_lr_update_freq=None, **kwargs):
+        super().__init__(Phase.TRAIN_EPOCH_END, **kwargs)
+        lr_updates = list(lr_updates or [])
+        if step_lr_update_freq and lr_updates:
+            raise ValueError(
+                f"lr_updates={lr_updates} and step_lr_update_freq={step_lr_update_freq} are mutually exclusive"
+            )
+        if not step_lr_update_freq and not lr_updates:
+            raise ValueError("lr_mode='step' needs lr_updates (a list of epochs) or step_lr_update_freq")
+        if step_lr_update_freq:
+            last = self._tp("max_epochs") - self._tp("lr_cooldown_epochs")
+            warmup = self._tp("lr_warmup_epochs")
+            candidates = (int(math.ceil(step_lr_update_freq * x)) for x in range(1, last))
+            lr_updates = [u for u in candidates if warmup <= u < last]
+        self.lr_updates = lr_updates
+        self.lr_decay_factor = float(lr_decay_factor)
+
+    def perform_scheduling(self, context: PhaseContext) -> None:
+        passed = sum(1 for u in self.lr_updates if u <= context.epoch)
+        self.lr = self.initial_lr * self.lr_decay_factor**passed
+        self.update_lr(context.optimizer, context.epoch, None)
+
+    def is_lr_scheduling_enabled(self, context: PhaseContext) -> bool:
+        return self._tp("lr_warmup_epochs") <= context.epoch
+
+
+class PolyLRCallback(LRCallbackBase):
+    """Polynomial decay per step for W <= e < E - C.
+
+    lr = lr0 * (1 - i / I) ** 0.9 with i = (L * (e - W) + b) / A and I = L * (E - W - C) / A.
+    """
+
+    def __init__(self, max_epochs=None, **kwargs):
+        super().__init__(Phase.TRAIN_BATCH_STEP, **kwargs)
+        self.max_epochs = max_epochs if max_epochs is not None else self._tp("max_epochs")
+
+    def perform_scheduling(self, context: PhaseContext) -> None:
+        warmup, cooldown = self._tp("lr_warmup_epochs"), self._tp("lr_cooldown_epochs")
+        accumulate = self._tp("batch_accumulate", 1)
+        current = (self.train_loader_len * (context.epoch - warmup) + context.batch_idx) / accumulate
+        total = self.train_loader_len * (self.max_epochs - warmup - cooldown) / accumulate
+        self.lr = self.initial_lr * pow(1.0 - current / total, 0.9)
+        self.update_lr(context.optimizer, context.epoch, context.batch_idx)
+
+    def is_lr_scheduling_enabled(self, context: PhaseContext) -> bool:
+        return self._in_main_schedule(context.epoch)
+
+
+class CosineLRCallback(LRCallbackBase):
+    """Cosine annealing per step from lr0 towards lr0 * r (r = cosine_final_lr_ratio).
+
+    i = max(0, L * (e - W) + b - S), I = L * (E - W - C) - S,
+    lr = (0.5 * lr0 * (1 + cos(pi * i / (I + 1)))) * (1 - r) + lr0 * r.
+    Runs for W <= e < E - C, or, when S > 0, from global step L * e + b >= S on.
+    """
+
+    def __init__(self, max_epochs=None, cosine_final_lr_ratio=0.01, **kwargs):
+        super().__init__(Phase.TRAIN_BATCH_STEP, **kwargs)
+        self.max_epochs = max_epochs if max_epochs is not None else self._tp("max_epochs")
+        self.cosine_final_lr_ratio = float(cosine_final_lr_ratio)
+
+    def perform_scheduling(self, context: PhaseContext) -> None:
+        warmup, cooldown = self._tp("lr_warmup_epochs"), self._tp("lr_cooldown_epochs")
+        steps = self._tp("lr_warmup_steps")
+        current = max(0, self.train_loader_len * (context.epoch - warmup) + context.batch_idx - steps)
+        total = self.train_loader_len * (self.max_epochs - warmup - cooldown) - steps
+        self.lr = float(self.compute_learning_rate(current, total, self.initial_lr, self.cosine_final_lr_ratio))
+        self.update_lr(context.optimizer, context.epoch, context.batch_idx)
+
+    def is_lr_scheduling_enabled(self, context: PhaseContext) -> bool:
+        steps = self._tp("lr_warmup_steps")
+        if steps > 0:
+            return self.train_loader_len * context.epoch + context.batch_idx >= steps
+        return self._in_main_schedule(context.epoch)
+
+    @classmethod
+    def compute_learning_rate(cls, step, total_steps, initial_lr, final_lr_ratio):
+        """The cosine formula above for `step` (a number or an array) of `total_steps`."""
+        lr = 0.5 * initial_lr * (1.0 + np.cos(step / (total_steps + 1) * math.pi))
+        return lr * (1 - final_lr_ratio) + initial_lr * final_lr_ratio
+
+
+class ExponentialLRCallback(LRCallbackBase):
+    """Exponential decay per step for W <= e < E - C: lr = lr0 * lr_decay_factor ** ((L * (e - W) + b) / L)."""
+
+    def __init__(self, lr_decay_factor=0.1, **kwargs):
+        super().__init__(Phase.TRAIN_BATCH_STEP, **kwargs)
+        self.lr_decay_factor = float(lr_decay_factor)
+
+    def perform_scheduling(self, context: PhaseContext) -> None:
+        current = self.train_loader_len * (context.epoch - self._tp("lr_warmup_epochs")) + context.batch_idx
+        self.lr = self.initial_lr * self.lr_decay_factor ** (current / self.train_loader_len)
+        self.update_lr(context.optimizer, context.epoch, context.batch_idx)
+
+    def is_lr_scheduling_enabled(self, context: PhaseContext) -> bool:
+        return self._in_main_schedule(context.epoch)
+
+
+class FunctionLRCallback(LRCallbackBase):
+    """A user function per step for W <= e < E - C:
+    lr = lr_schedule_function(initial_lr=lr0, epoch=e - W, iter=b, max_epoch=E - W - C, iters_per_epoch=L).
+    """
+
+    def __init__(self, max_epochs=None, lr_schedule_function=None, **kwargs):
+        super().__init__(Phase.TRAIN_BATCH_STEP, **kwargs)
+        if not callable(lr_schedule_function):
+            raise TypeError(f"lr_schedule_function must be callable, got {lr_schedule_function!r}")
+        self.lr_schedule_function = lr_schedule_function
+        self.max_epochs = max_epochs if max_epochs is not None else self._tp("max_epochs")
+
+    def perform_scheduling(self, context: PhaseContext) -> None:
+        warmup, cooldown = self._tp("lr_warmup_epochs"), self._tp("lr_cooldown_epochs")
+        self.lr = self.lr_schedule_function(
+            initial_lr=self.initial_lr,
+            epoch=context.epoch - warmup,
+            iter=context.batch_idx,
+            max_epoch=self.max_epochs - warmup - cooldown,
+            iters_per_epoch=self.train_loader_len,
+        )
+        self.update_lr(context.optimizer, context.epoch, context.batch_idx)
+
+    def is_lr_scheduling_enabled(self, context: PhaseContext) -> bool:
+        return self._in_main_schedule(context.epoch)
+
+
+class IllegalLRSchedulerMetric(Exception):
+    """`LRSchedulerCallback.metric_name` is not among the metrics of the epoch."""
+
+    def __init__(self, metric_name: str, metrics_dict: dict):
+        self.metric_name = metric_name
+        self.message = f"Illegal metric name {metric_name!r}: expected one of {sorted(metrics_dict or {})}"
+        super().__init__(self.message)
+
+
+class LRSchedulerCallback(PhaseCallback):
+    """Steps a torch LR scheduler at `phase` once e >= lr_warmup_epochs; `ReduceLROnPlateau` gets
+    `context.metrics_dict[metric_name]` (IllegalLRSchedulerMetric when that name is missing)."""
+
+    def __init__(
+        self, scheduler: torch.optim.lr_scheduler.LRScheduler | Any, phase: Phase | str, metric_name: str | None = None
+    ):
+        super().__init__(phase)
+        self.scheduler = scheduler
+        self.metric_name = metric_name
+
+    def __call__(self, context: PhaseContext) -> None:
+        if (context.lr_warmup_epochs or 0) > context.epoch:
+            return
+        if self.metric_name is None:
+            self.scheduler.step()
+            return
+        metrics = context.metrics_dict or {}
+        if self.metric_name not in metrics:
+            raise IllegalLRSchedulerMetric(self.metric_name, metrics)
+        self.scheduler.step(metrics[self.metric_name])
+
+    def __repr__(self) -> str:
+        return f"LRSchedulerCallback({self.scheduler!r}, phase={self.phase.name}, metric_name={self.metric_name!r})"
+
+
+# --- registry: lr_mode / warmup_mode names -> callback classes --------------------------------------------------
+
+LR_SCHEDULERS: dict[str, type] = {
+    "step": StepLRCallback,
+    "poly": PolyLRCallback,
+    "cosine": CosineLRCallback,
+    "exp": ExponentialLRCallback,
+    "function": FunctionLRCallback,
+}
+LR_WARMUPS: dict[str, type] = {
+    "linear_epoch_step": EpochStepWarmupLRCallback,
+    "linear_batch_step": BatchStepLinearWarmupLRCallback,
+}
+# Names used by later versions of the reference system, accepted as aliases.
+_ALIASES = {
+    "StepLRScheduler": "step", "PolyLRScheduler": "poly", "CosineLRScheduler": "cosine",
+    "ExponentialLRScheduler": "exp", "FunctionLRScheduler": "function",
+    "LinearEpochLRWarmup": "linear_epoch_step", "LinearBatchLRWarmup": "linear_batch_step",
+}  # fmt: skip
+
+
+def register_lr_scheduler(name: str, cls: type | None = None):
+    """Register `cls` as `lr_mode=name` (usable as a decorator when `cls` is omitted)."""
+    return _register(LR_SCHEDULERS, name, cls)
+
+
+def register_lr_warmup(name: str, cls: type | None = None):
+    """Register `cls` as `warmup_mode=name` (usable as a decorator when `cls` is omitted)."""
+    return _register(LR_WARMUPS, name, cls)
+
+
+def _register(registry: dict, name: str, cls):
+    def add(c):
+        registry[name] = c
+        return c
+
+    return add(cls) if cls is not None else add
+
+
+def _lookup(registry: Mapping[str, type], kind: str, name: str) -> type:
+    key = _ALIASES.get(name, name)
+    if key not in registry:
+        raise ValueError(f"{kind}={name!r} is not a known schedule; expected one of {sorted(registry)}")
+    return registry[key]
+
+
+def build_lr_callbacks(training_params, net, train_loader_len: int, update_param_groups: bool = False) -> list:
+    """The main schedule (lr_mode) then the warmup (warmup_mode), built from `training_params` attributes.
+
+    lr_mode / warmup_mode may be a registered name or a class (built with the same keyword arguments).
+    """
+    params = {k: getattr(training_params, k) for k in training_params}  # plain dict of all entries
+    common = dict(
+        net=net,
+        training_params=training_params,
+        train_loader_len=train_loader_len,
+        update_param_groups=update_param_groups,
+    )
+    callbacks = []
+    lr_mode = params.get("lr_mode")
+    if lr_mode is not None:
+        cls = lr_mode if isinstance(lr_mode, type) else _lookup(LR_SCHEDULERS, "lr_mode", lr_mode)
+        callbacks.append(cls(**{**params, **common}))
+    if params.get("lr_warmup_epochs", 0) > 0 or params.get("lr_warmup_steps", 0) > 0:
+        mode = params.get("warmup_mode") or "linear_epoch_step"
+        cls = mode if isinstance(mode, type) else _lookup(LR_WARMUPS, "warmup_mode", mode)
+        callbacks.append(cls(**{**params, **common}))
+    return callbacks
