@@ -62,6 +62,13 @@ from trainwright.callbacks.stage_switch import TrainingStageSwitchCallbackBase, 
 from trainwright.models.detection.anchors import Anchors
 
 # --- data -----------------------------------------------------------------------------------------
+from trainwright.data.collate import (
+    CrowdDetectionCollateFN,
+    CrowdDetectionPPYoloECollateFN,
+    DetectionCollateFN,
+    PPYoloECollateFN,
+)
+from trainwright.data.transforms.mosaic import get_mosaic_coordinate
 
 # --- metrics --------------------------------------------------------------------------------------
 
