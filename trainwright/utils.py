@@ -22,6 +22,19 @@ from trainwright.config import (
 from trainwright.deprecation import wrap_with_warning
 
 # --- checkpoints ----------------------------------------------------------------------------------
+from trainwright.checkpoints import (
+    MissingPretrainedWeightsException,
+    StrictLoad,
+    adapt_state_dict_to_fit_model_layer_names,
+    adaptive_load_state_dict,
+    copy_ckpt_to_local_folder,
+    load_checkpoint_to_model,
+    load_pretrained_weights,
+    load_pretrained_weights_local,
+    raise_informative_runtime_error,
+    read_ckpt_state_dict,
+    transfer_weights,
+)
 
 # --- distributed ----------------------------------------------------------------------------------
 
