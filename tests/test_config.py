@@ -128,6 +128,14 @@ def test_membership_test_is_not_a_read_but_hints_typos():
     assert info.value.suggestions == {"batch_szie": "batch_size"}
 
 
+def test_getattr_with_default_on_hpmstruct_hints_typos():
+    with pytest.raises(UnusedConfigParamException) as info:
+        with raise_if_unused_params(HpmStruct(ema=True, ema_parmas={"decay": 0.9})) as params:
+            assert params.ema is True
+            assert getattr(params, "ema_params", None) is None
+    assert info.value.suggestions == {"ema_parmas": "ema_params"}
+
+
 def test_unrelated_names_get_no_suggestion():
     with pytest.raises(UnusedConfigParamException) as info:
         with raise_if_unused_params({"zzz": 1, "lr": 2}) as cfg:
