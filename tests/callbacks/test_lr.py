@@ -18,8 +18,8 @@ from trainwright.callbacks.lr import (
     LRSchedulerCallback,
     PolyLRCallback,
     StepLRCallback,
-    build_lr_callbacks,
 )
+from trainwright.callbacks.lr_registry import build_lr_callbacks
 from trainwright.config import HpmStruct
 
 

@@ -15,7 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from trainwright.callbacks.base import CallbackHandler, ContextSgMethods, PhaseContext
-from trainwright.callbacks.lr import build_lr_callbacks
+from trainwright.callbacks.lr_registry import build_lr_callbacks
 from trainwright.distributed import get_local_rank, is_distributed, is_main_process
 from trainwright.logging import NullSGLogger, ResultsCSV, attach_text_log, build_sg_logger
 from trainwright.training.averaging import BestModelsAverager
