@@ -203,6 +203,14 @@ def test_views_compare_and_copy_as_plain_config():
             assert "AccessCounterDict" in repr(cfg)
 
 
+def test_maybe_wrap_as_counter_with_and_without_counting():
+    view = AccessCounterDict({"a": {"b": 1}, "c": 2})
+    inner = view.maybe_wrap_as_counter({"b": 1}, "a", count_usage=False)
+    assert isinstance(inner, AccessCounterDict) and view.get_used_params() == set()
+    assert inner["b"] == 1 and view.get_used_params() == {"a.b"}
+    assert view.maybe_wrap_as_counter(2, "c") == 2 and view.get_unused_params() == {"a"}
+
+
 def test_bad_root_type_and_action():
     with pytest.raises(TypeError, match="got int"):
         raise_if_unused_params(3)
