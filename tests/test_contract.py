@@ -140,7 +140,6 @@ CONTRACT = {
 # Names of the contract not built yet. Remove a name here when it lands in trainwright.utils.
 PENDING = {
     "batch_distance2bbox",
-    "DetectionVisualizationCallback",
     "BinarySegmentationVisualizationCallback",
     "ModelConversionCheckCallback",
     "RoboflowResultCallback",
@@ -167,8 +166,6 @@ PENDING = {
     "compute_detection_metrics",
     "compute_detection_metrics_per_cls",
     "DetectionMetrics",
-    "undo_image_preprocessing",
-    "DetectionVisualization",
     "DDPNotSetupException",
     "compute_precise_bn_stats",
     "distributed_all_reduce_tensor_average",

@@ -70,6 +70,7 @@ from trainwright.callbacks.testing import PhaseContextTestCallback, TestLRCallba
 from trainwright.callbacks.stage_switch import TrainingStageSwitchCallbackBase, YoloXTrainingStageSwitchCallback
 
 # --- callbacks: visualisation ---------------------------------------------------------------------
+from trainwright.callbacks.visualization import DetectionVisualizationCallback
 
 # --- models ---------------------------------------------------------------------------------------
 from trainwright.models.detection.anchors import Anchors
@@ -86,3 +87,4 @@ from trainwright.data.transforms.mosaic import get_mosaic_coordinate
 # --- metrics --------------------------------------------------------------------------------------
 
 # --- visualisation --------------------------------------------------------------------------------
+from trainwright.visualization.detection import DetectionVisualization, undo_image_preprocessing

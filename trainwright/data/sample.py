@@ -51,11 +51,12 @@ class DetectionSample:
         return DetectionSample(image, boxes, self.labels, self.is_crowd)
 
     def clipped(self, min_size: float = 1.0) -> DetectionSample:
-        """Boxes clipped to the image; those then narrower or lower than ``min_size`` pixels are dropped."""
+        """Boxes clipped to the image; empty ones and those narrower or lower than ``min_size`` pixels are dropped."""
         boxes = self.boxes.copy()
         boxes[:, 0::2] = boxes[:, 0::2].clip(0, self.width)
         boxes[:, 1::2] = boxes[:, 1::2].clip(0, self.height)
-        keep = ((boxes[:, 2] - boxes[:, 0]) >= min_size) & ((boxes[:, 3] - boxes[:, 1]) >= min_size)
+        w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+        keep = (w >= min_size) & (h >= min_size) & (w > 0) & (h > 0)
         return DetectionSample(self.image, boxes[keep], self.labels[keep], self.is_crowd[keep])
 
     @staticmethod

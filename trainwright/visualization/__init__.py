@@ -1,0 +1,10 @@
+"""Drawing model outputs: detection boxes on images."""
+
+from trainwright.visualization.detection import (
+    DetectionVisualization,
+    class_colors,
+    undo_image_preprocessing,
+    write_images,
+)
+
+__all__ = ["DetectionVisualization", "class_colors", "undo_image_preprocessing", "write_images"]

@@ -123,7 +123,7 @@ class RandomAffine(DetectionTransform):
         w0, h0 = before[:, 2] - before[:, 0], before[:, 3] - before[:, 1]
         w1, h1 = after[:, 2] - after[:, 0], after[:, 3] - after[:, 1]
         aspect = np.maximum(w1 / (h1 + 1e-16), h1 / (w1 + 1e-16))
-        return ((w1 >= self.min_box_size) & (h1 >= self.min_box_size)
+        return ((w1 >= self.min_box_size) & (h1 >= self.min_box_size) & (w1 > 0) & (h1 > 0)
                 & (w1 * h1 >= self.min_area_ratio * w0 * h0) & (aspect <= self.max_aspect_ratio))
 
 
