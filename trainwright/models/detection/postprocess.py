@@ -1,0 +1,92 @@
+"""YOLOX post-processing: decoded head output -> per-image boxes after NMS."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from trainwright.ops.nms import (
+    DetectionPostPredictionCallback,
+    NMS_Type,
+    matrix_non_max_suppression,
+    non_max_suppression,
+)
+
+
+class YoloXPostPredictionCallback(DetectionPostPredictionCallback):
+    """Confidence filter + NMS for YOLOX's eval output.
+
+    :param conf: confidence threshold (objectness, then class score times objectness when with_confidence).
+    :param iou: IoU threshold of the greedy per-class NMS.
+    :param classes: class ids to keep (None keeps every class).
+    :param nms_top_k: best candidates per image sent to NMS (None: all).
+    :param max_predictions: most boxes returned per image (None: all).
+    :param multi_label_per_box: one candidate per class above ``conf`` (else only the best class of a box).
+    :param with_confidence: multiply class scores by the objectness.
+    :param nms_type: NMS_Type.ITERATIVE (greedy, exact) or NMS_Type.MATRIX.
+    """
+
+    def __init__(
+        self,
+        conf: float = 0.001,
+        iou: float = 0.6,
+        classes: Sequence[int] | None = None,
+        nms_top_k: int | None = 1000,
+        max_predictions: int | None = 300,
+        multi_label_per_box: bool = True,
+        with_confidence: bool = True,
+        nms_type: NMS_Type = NMS_Type.ITERATIVE,
+    ):
+        super().__init__()
+        self.conf = conf
+        self.iou = iou
+        self.classes = None if classes is None else [int(c) for c in classes]
+        self.nms_top_k = nms_top_k
+        self.max_predictions = max_predictions
+        self.multi_label_per_box = multi_label_per_box
+        self.with_confidence = with_confidence
+        self.nms_type = NMS_Type(nms_type)
+
+    def forward(self, x, device: str | torch.device | None = None) -> list[Tensor | None]:
+        """x: the model's eval output (decoded [B, N, 5 + C], raw maps) or the decoded tensor alone.
+
+        Returns B entries: [n, 6] (x1, y1, x2, y2, score, class) on ``device`` (default: x's device), or
+        None for an image without a box.
+        """
+        decoded = x[0] if isinstance(x, (tuple, list)) else x
+        if not isinstance(decoded, Tensor) or decoded.ndim != 3 or decoded.shape[-1] < 6:
+            shape = tuple(decoded.shape) if isinstance(decoded, Tensor) else type(decoded).__name__
+            raise ValueError(f"x must be YOLOX output with decoded predictions [B, N, 5 + C], got {shape}")
+        class_map = None
+        if self.classes is not None:
+            # Keep only the wanted class columns; NMS is per class, so this equals filtering its output.
+            class_map = torch.tensor(self.classes, device=decoded.device, dtype=torch.long)
+            if class_map.numel() and (class_map.min() < 0 or class_map.max() >= decoded.shape[-1] - 5):
+                raise ValueError(f"classes {self.classes} out of range for {decoded.shape[-1] - 5} classes")
+            decoded = torch.cat([decoded[..., :5], decoded[..., 5 + class_map]], dim=-1)
+            if not self.classes:
+                return [None] * decoded.shape[0]
+        if self.nms_type == NMS_Type.MATRIX:
+            results = matrix_non_max_suppression(decoded, conf_thres=self.conf,
+                                                 max_num_of_detections=self.nms_top_k or decoded.shape[1])
+            results = [r if r.shape[0] else None for r in results]
+            if self.max_predictions is not None:
+                results = [None if r is None else r[: self.max_predictions] for r in results]
+        else:
+            results = non_max_suppression(decoded, conf_thres=self.conf, iou_thres=self.iou,
+                                          multi_label_per_box=self.multi_label_per_box,
+                                          with_confidence=self.with_confidence, nms_top_k=self.nms_top_k,
+                                          max_predictions=self.max_predictions)
+        if class_map is not None:
+            results = [None if r is None else _remap_classes(r, class_map) for r in results]
+        if device is not None:
+            results = [None if r is None else r.to(device) for r in results]
+        return results
+
+
+def _remap_classes(rows: Tensor, class_map: Tensor) -> Tensor:
+    """Replace column-position class ids [n] in rows [n, 6] by the original ids (a new tensor)."""
+    original = class_map[rows[:, 5].long()].to(rows.dtype)
+    return torch.cat([rows[:, :5], original[:, None]], dim=1)

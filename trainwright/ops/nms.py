@@ -1,0 +1,233 @@
+"""Non-maximum suppression over raw detector output: greedy per-class NMS and Matrix NMS.
+
+Raw output rows are (cx, cy, w, h, objectness, class_0 score, ..., class_{C-1} score); results are one
+tensor per image with rows (x1, y1, x2, y2, score, class).
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from enum import Enum
+from typing import Union
+
+import torch
+import torchvision
+from torch import Tensor, nn
+
+from trainwright.ops.boxes import calc_bbox_iou_matrix, cxcywh2xyxy
+
+Prediction = Union[Tensor, Sequence[Tensor]]
+
+
+class NMS_Type(str, Enum):
+    """Which suppression algorithm post-processing runs."""
+
+    ITERATIVE = "iterative"
+    MATRIX = "matrix"
+
+
+class DetectionPostPredictionCallback(ABC, nn.Module):
+    """Turns a detector's raw output into final boxes.
+
+    ``forward(x, device)`` returns a list with one entry per image: a float tensor [n, 6] of
+    (x1, y1, x2, y2, confidence, class) on ``device``, or None when the image has no box.
+    Implementations never modify ``x``.
+    """
+
+    def __init__(self):
+        super().__init__()
+
+    @abstractmethod
+    def forward(self, x, device: str):
+        """Post-process the model output ``x`` into per-image detections on ``device``."""
+
+
+def _check_prediction(name: str, prediction: Prediction) -> list[Tensor] | Tensor:
+    """Validate raw output: a tensor [B, N, 5 + C] or a sequence of [N_i, 5 + C] tensors, with C >= 1."""
+    if isinstance(prediction, Tensor):
+        if prediction.ndim != 3 or prediction.shape[-1] < 6:
+            raise ValueError(
+                f"{name} must have shape [batch, boxes, 5 + num_classes] with at least one class, "
+                f"got {tuple(prediction.shape)}"
+            )
+        return prediction
+    if not isinstance(prediction, (list, tuple)):
+        raise TypeError(f"{name} must be a tensor or a list of tensors, got {type(prediction).__name__}")
+    for i, image in enumerate(prediction):
+        if not isinstance(image, Tensor) or image.ndim != 2 or image.shape[-1] < 6:
+            shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+            raise ValueError(f"{name}[{i}] must have shape [boxes, 5 + num_classes], got {shape}")
+    return list(prediction)
+
+
+def _check_cap(name: str, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ValueError(f"{name} must be None or an integer >= 0, got {value!r}")
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _candidates(pred: Tensor, conf_thres: float, multi_label: bool, with_confidence: bool):
+    """The reference filter for one image [N, 5 + C] -> (boxes [K, 4] xyxy, scores [K], classes [K])."""
+    rows = pred[pred[:, 4] > conf_thres]
+    rows = rows.to(_compute_dtype(rows.dtype))
+    class_scores = rows[:, 5:]
+    if with_confidence:
+        class_scores = class_scores * rows[:, 4:5]
+    if multi_label:
+        box_idx, classes = (class_scores > conf_thres).nonzero(as_tuple=True)
+        scores = class_scores[box_idx, classes]
+    else:
+        scores, classes = class_scores.max(dim=1)
+        box_idx = (scores > conf_thres).nonzero(as_tuple=True)[0]
+        scores, classes = scores[box_idx], classes[box_idx]
+    boxes = cxcywh2xyxy(rows[box_idx, :4])
+    return boxes, scores, classes
+
+
+# Above this many box coordinates torchvision's batched_nms runs NMS class by class on CPU (below it, one NMS
+# call on class-offset boxes); _batched_nms follows the same split so that both keep exactly the same boxes.
+_PER_CLASS_MIN_NUMEL_CPU = 4000
+
+
+def _batched_nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou_thres: float) -> Tensor:
+    """Same result as ``torchvision.ops.batched_nms`` (kept indices, decreasing score), with less overhead.
+
+    For many CPU candidates, torchvision scans the whole candidate list once per class; here the candidates
+    are grouped by class with one stable sort and each group goes to the same NMS kernel, in the same order.
+    """
+    if boxes.device.type != "cpu" or boxes.numel() <= _PER_CLASS_MIN_NUMEL_CPU:
+        return torchvision.ops.batched_nms(boxes, scores, classes, iou_thres)
+    order = torch.argsort(classes, stable=True)
+    counts = torch.bincount(classes[order])
+    ends = counts.cumsum(0)
+    sorted_boxes, sorted_scores = boxes[order], scores[order]
+    kept_positions = [(ends - 1)[counts == 1]]  # a class with one candidate keeps it
+    for start, count in zip((ends - counts)[counts > 1].tolist(), counts[counts > 1].tolist()):
+        kept = torchvision.ops.nms(sorted_boxes[start:start + count], sorted_scores[start:start + count], iou_thres)
+        kept_positions.append(kept + start)
+    keep_mask = torch.zeros_like(scores, dtype=torch.bool)
+    keep_mask[order[torch.cat(kept_positions)]] = True
+    keep = torch.where(keep_mask)[0]
+    return keep[scores[keep].sort(descending=True)[1]]
+
+
+def _nms_image(
+    pred: Tensor,
+    conf_thres: float,
+    iou_thres: float,
+    multi_label: bool,
+    with_confidence: bool,
+    nms_top_k: int | None,
+    max_predictions: int | None,
+) -> Tensor | None:
+    """Filter, suppress and format one image's raw rows [N, 5 + C] -> [n, 6] or None."""
+    boxes, scores, classes = _candidates(pred, conf_thres, multi_label, with_confidence)
+    finite = torch.isfinite(boxes).all(dim=1)
+    if not bool(finite.all()):
+        boxes, scores, classes = boxes[finite], scores[finite], classes[finite]
+    if nms_top_k is not None and scores.numel() > nms_top_k:
+        top = scores.topk(nms_top_k).indices
+        boxes, scores, classes = boxes[top], scores[top], classes[top]
+    if scores.numel() == 0:
+        return None
+    keep = _batched_nms(boxes, scores, classes, iou_thres)
+    if max_predictions is not None:
+        keep = keep[:max_predictions]
+    if keep.numel() == 0:
+        return None
+    out = torch.cat([boxes[keep], scores[keep, None], classes[keep, None].to(boxes.dtype)], dim=1)
+    return out.to(pred.dtype)
+
+
+def _parallel_map(fn: Callable[[Tensor], Tensor | None], images: Sequence[Tensor]) -> list[Tensor | None]:
+    """Apply fn to each image, several CPU images at once (torch kernels release the GIL)."""
+    workers = min(len(images), torch.get_num_threads(), os.cpu_count() or 1)
+    if workers < 2 or images[0].device.type != "cpu":
+        return [fn(image) for image in images]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fn, images))
+
+
+def non_max_suppression(
+    prediction: Prediction,
+    conf_thres: float = 0.1,
+    iou_thres: float = 0.6,
+    multi_label_per_box: bool = True,
+    with_confidence: bool = False,
+    *,
+    nms_top_k: int | None = None,
+    max_predictions: int | None = None,
+) -> list[Tensor | None]:
+    """Greedy per-class NMS over raw output [B, N, 5 + C] (or a list of [N_i, 5 + C]) -> B x ([n, 6] or None).
+
+    A row is a candidate when its objectness is above ``conf_thres``; each class score (times the
+    objectness when ``with_confidence``) above ``conf_thres`` then makes a (box, score, class) candidate,
+    every such class with ``multi_label_per_box``, else only the best class. Candidates go through
+    ``torchvision.ops.batched_nms`` (boxes of different classes never suppress each other), so the kept
+    boxes are exactly the ones it keeps. Each image gives [n, 6] rows (x1, y1, x2, y2, score, class) in
+    decreasing score order, in the input's dtype and device, or None when no box is left.
+
+    ``nms_top_k`` keeps only the best-scored candidates before NMS and ``max_predictions`` the first rows
+    after it; None (the default) keeps all. NaN scores never pass the threshold, and candidates with a
+    non-finite box coordinate are dropped before NMS. The input is never modified.
+    """
+    images = _check_prediction("prediction", prediction)
+    _check_cap("nms_top_k", nms_top_k)
+    _check_cap("max_predictions", max_predictions)
+    if len(images) == 0:
+        return []
+
+    def run(pred: Tensor) -> Tensor | None:
+        return _nms_image(pred, conf_thres, iou_thres, multi_label_per_box, with_confidence, nms_top_k,
+                          max_predictions)
+
+    return _parallel_map(run, list(images.unbind(0)) if isinstance(images, Tensor) else images)
+
+
+def matrix_non_max_suppression(
+    pred: Tensor,
+    conf_thres: float = 0.1,
+    kernel: str = "gaussian",
+    sigma: float = 3.0,
+    max_num_of_detections: int = 500,
+) -> list[Tensor]:
+    """Matrix NMS (SOLOv2, arXiv:1912.04488) over raw output pred [B, N, 5 + C] -> B x [n, 6].
+
+    Each row's score is its best class score times its objectness. The ``max_num_of_detections`` best rows
+    per image are kept; each score is decayed by its overlap with higher-scored boxes of the same class
+    ("gaussian": exp(-sigma * iou^2), "linear": 1 - iou, both compensated by the suppressor's own overlap),
+    and rows whose decayed score is above ``conf_thres`` are returned as (x1, y1, x2, y2, score, class) in
+    order of their score before decay. An image without any row gives an empty [0, 6] tensor. NaN scores
+    never pass the threshold. The input is never modified.
+    """
+    pred = _check_prediction("pred", pred)
+    if not isinstance(pred, Tensor):
+        raise TypeError("pred must be a tensor [batch, boxes, 5 + num_classes] for matrix NMS")
+    if kernel not in ("gaussian", "linear"):
+        raise ValueError(f"kernel must be 'gaussian' or 'linear', got {kernel!r}")
+    _check_cap("max_num_of_detections", max_num_of_detections)
+    work = pred.to(_compute_dtype(pred.dtype))
+    scores, labels = (work[..., 5:] * work[..., 4:5]).max(dim=2)
+    k = min(max_num_of_detections, work.shape[1])
+    if k == 0:
+        return [pred.new_zeros(0, 6) for _ in range(pred.shape[0])]
+    scores, order = scores.nan_to_num(nan=-1.0).topk(k, dim=1)
+    labels = labels.gather(1, order)
+    boxes = cxcywh2xyxy(work[..., :4].gather(1, order[..., None].expand(-1, -1, 4)))
+
+    same_label = labels[:, :, None] == labels[:, None, :]
+    ious = (calc_bbox_iou_matrix(boxes) * same_label).triu(1)
+    compensate = ious.max(dim=1).values[:, :, None]
+    if kernel == "gaussian":
+        decay = torch.exp(-sigma * (ious**2 - compensate**2)).min(dim=1).values
+    else:
+        decay = ((1 - ious) / (1 - compensate).clamp(min=1e-6)).min(dim=1).values
+    decayed = scores * decay
+    rows = torch.cat([boxes, decayed[..., None], labels[..., None].to(boxes.dtype)], dim=2)
+    return [image_rows[image_rows[:, 4] > conf_thres].to(pred.dtype) for image_rows in rows]
