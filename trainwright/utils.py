@@ -85,6 +85,14 @@ from trainwright.data.collate import (
 from trainwright.data.transforms.mosaic import get_mosaic_coordinate
 
 # --- metrics --------------------------------------------------------------------------------------
+from trainwright.metrics.detection import (
+    DetectionMetrics,
+    compute_detection_matching,
+    compute_detection_metrics,
+    compute_detection_metrics_per_cls,
+    compute_img_detection_matching,
+    get_top_k_idx_per_cls,
+)
 
 # --- visualisation --------------------------------------------------------------------------------
 from trainwright.visualization.detection import DetectionVisualization, undo_image_preprocessing
