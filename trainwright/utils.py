@@ -7,6 +7,25 @@ Nothing is implemented here; each block below imports from the module that owns 
 from trainwright.nn.activations import get_builtin_activation_type
 
 # --- ops: boxes, targets, NMS ---------------------------------------------------------------------
+from trainwright.ops.boxes import (
+    adjust_box_anns,
+    batch_distance2bbox,
+    box_iou,
+    calc_bbox_iou_matrix,
+    calculate_bbox_iou_matrix,
+    compute_box_area,
+    convert_cxcywh_bbox_to_xyxy,
+    crowd_ioa,
+    cxcywh2xyxy,
+    xyxy2cxcywh,
+)
+from trainwright.ops.nms import (
+    DetectionPostPredictionCallback,
+    NMS_Type,
+    matrix_non_max_suppression,
+    non_max_suppression,
+)
+from trainwright.ops.targets import DetectionTargetsFormat, get_cls_posx_in_target
 
 # --- config ---------------------------------------------------------------------------------------
 from trainwright.config import (
