@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from conftest import base_params, make_loaders, tiny_model
 from torch.utils.data import DataLoader, TensorDataset
+from trainer_helpers import base_params, make_loaders, tiny_model
 
 from trainwright import Trainer
 from trainwright.callbacks.base import Callback

@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 import torchmetrics
-from conftest import base_params, make_loaders, tiny_model
+from trainer_helpers import base_params, make_loaders, tiny_model
 
 from trainwright import Trainer
 from trainwright.callbacks.base import EVENTS, Callback, Phase

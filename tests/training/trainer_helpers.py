@@ -1,6 +1,5 @@
-"""Tiny data and models for the trainer tests."""
+"""Tiny data and models for the trainer tests (a uniquely named module: test dirs have no packages)."""
 
-import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -25,11 +24,6 @@ def make_loaders(n=32, batch_size=8, seed=0):
     y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
     ds = TensorDataset(x, y)
     return DataLoader(ds, batch_size=batch_size, shuffle=True), DataLoader(ds, batch_size=batch_size)
-
-
-@pytest.fixture
-def loaders():
-    return make_loaders()
 
 
 def tiny_model(seed=0):
