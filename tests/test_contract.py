@@ -144,15 +144,6 @@ PENDING = {
     "RoboflowResultCallback",
     "DeciLabUploadCallback",
     "PPYoloETrainingStageSwitchCallback",
-    "DDPNotSetupException",
-    "compute_precise_bn_stats",
-    "distributed_all_reduce_tensor_average",
-    "get_gpu_mem_utilization",
-    "get_local_rank",
-    "get_world_size",
-    "initialize_ddp",
-    "reduce_results_tuple_for_ddp",
-    "restart_script_with_ddp",
 }
 
 BUILT = sorted(set(CONTRACT) - PENDING)

@@ -56,6 +56,17 @@ from trainwright.checkpoints import (
 )
 
 # --- distributed ----------------------------------------------------------------------------------
+from trainwright.distributed import (
+    DDPNotSetupException,
+    compute_precise_bn_stats,
+    distributed_all_reduce_tensor_average,
+    get_gpu_mem_utilization,
+    get_local_rank,
+    get_world_size,
+    initialize_ddp,
+    reduce_results_tuple_for_ddp,
+    restart_script_with_ddp,
+)
 
 # --- callbacks: base ------------------------------------------------------------------------------
 from trainwright.callbacks.base import (
