@@ -9,6 +9,7 @@ import numpy as np
 
 from trainwright.data.sample import DetectionSample
 from trainwright.data.transforms.base import DetectionTransform, check_probability, check_size
+from trainwright.ops.boxes import adjust_box_anns
 
 
 def fit_scale(height: int, width: int, output_size: tuple[int, int]) -> float:
@@ -53,7 +54,7 @@ class Letterbox(DetectionTransform):
         pad_w, pad_h = ((out_w - new_w) // 2, (out_h - new_h) // 2) if self.center else (0, 0)
         canvas = np.full((out_h, out_w, 3), self.fill_value, dtype=image.dtype)
         canvas[pad_h:pad_h + new_h, pad_w:pad_w + new_w] = image
-        boxes = sample.boxes * np.float32(r) + np.array([pad_w, pad_h, pad_w, pad_h], dtype=np.float32)
+        boxes = adjust_box_anns(sample.boxes, r, pad_w, pad_h, out_w, out_h)
         return sample.replaced(canvas, boxes).clipped(self.min_box_size)
 
 
