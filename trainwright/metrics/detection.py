@@ -155,7 +155,7 @@ class DetectionMetrics(Metric):
             preds = self.post_prediction_callback(preds, device=device)
         if isinstance(preds, Tensor) and preds.ndim == 3:
             preds = list(preds)
-        if not isinstance(preds, Sequence):
+        if isinstance(preds, (str, bytes)) or not isinstance(preds, Sequence):
             raise TypeError(f"predictions must be a list of [n, 6] tensors (or None) per image, got {type(preds).__name__}")
         if inputs is not None and inputs.shape[0] != len(preds):
             raise ValueError(f"inputs has {inputs.shape[0]} images but the predictions cover {len(preds)}")
