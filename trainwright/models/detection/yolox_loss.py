@@ -123,6 +123,8 @@ class YoloXDetectionLoss(nn.Module):
 
     def forward(self, preds: Sequence[torch.Tensor], targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """preds: list of [B, 1, H, W, 5 + C]; targets [N, 6] -> (total loss scalar, components [6] detached)."""
+        if isinstance(preds, tuple) and len(preds) == 2 and isinstance(preds[1], (list, tuple)):
+            preds = preds[1]  # eval-mode output (decoded, raw maps): validation losses use the raw maps
         self._check_inputs(preds, targets)
         batch = preds[0].shape[0]
         raw = torch.cat([p.reshape(batch, -1, p.shape[-1]) for p in preds], 1).float()  # [B, A, 5 + C]
