@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from types import SimpleNamespace
 
 import torch
@@ -98,6 +99,7 @@ class Trainer:
         ctx.update_context(epoch=epoch, batch_idx=None, metrics_dict={})
         callbacks.on_train_loader_start(ctx)
         bar = self._progress(run, run.train_loader_len, f"Train epoch {epoch}")
+        seen, start = 0, time.perf_counter()
         for batch_idx, batch in enumerate(run.train_loader):
             if batch_idx >= run.train_loader_len:
                 break
@@ -119,7 +121,10 @@ class Trainer:
             if global_step % params.batch_accumulate == 0:
                 self._optimizer_step(run, global_step)
             callbacks.on_train_batch_end(ctx)
+            seen += len(inputs)
             bar.update(1)
+            if not bar.disable and (batch_idx % 10 == 0 or batch_idx == run.train_loader_len - 1):
+                bar.set_postfix(loss=f"{float(loss):.4f}", img_s=f"{seen / (time.perf_counter() - start):.1f}")
         bar.close()
         names = run.loss_names(losses)
         results = {**losses.compute(names), **(run.train_metrics.compute() if len(run.train_metrics) else {})}
