@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from trainwright.checkpoints import StrictLoad, load_checkpoint_to_model
 from trainwright.models import get_model
 
 # tag -> (architecture, num_classes, parameters, state_dict keys) from the fixtures README.
@@ -62,16 +63,22 @@ def test_parameter_count_matches_the_reference(tag):
     assert sum(p.numel() for p in model.parameters()) == num_params
 
 
-def _load_reference(sg_models_dir, tag, perturbed):
-    """(state_dict to load, input, reference results) for a plain or perturbed fixture."""
+def _load_reference(sg_models_dir, tag, perturbed, tmp_path):
+    """(checkpoint path to load, input, reference results) for a plain or perturbed fixture.
+
+    The perturbed variant is the reference checkpoint with the fixture's overrides applied, saved to tmp_path.
+    """
     x = torch.load(sg_models_dir / "input_x.pt", map_location="cpu", weights_only=True)["x"]
-    state = torch.load(sg_models_dir / f"{tag}_ckpt.pth", map_location="cpu", weights_only=True)["net"]
+    checkpoint_path = sg_models_dir / f"{tag}_ckpt.pth"
     suffix = "_perturbed_outputs.pt" if perturbed else "_outputs.pt"
     reference = torch.load(sg_models_dir / f"{tag}{suffix}", map_location="cpu", weights_only=True)
     if perturbed:
-        state.update(reference["overrides"])
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        checkpoint["net"].update(reference["overrides"])
+        checkpoint_path = tmp_path / f"{tag}_perturbed_ckpt.pth"
+        torch.save(checkpoint, checkpoint_path)
         x = x[:, :, :160, :160]
-    return state, x, reference["results"]["x"]
+    return checkpoint_path, x, reference["results"]["x"]
 
 
 def _assert_bn_stats_match(state, reference_stats):
@@ -84,15 +91,15 @@ def _assert_bn_stats_match(state, reference_stats):
 
 
 @pytest.mark.parametrize("tag", WITH_OUTPUTS)
-def test_plain_outputs_match_the_reference(sg_models_dir, tag):
+def test_plain_outputs_match_the_reference(sg_models_dir, tmp_path, tag):
     arch, num_classes, _, _ = MODELS[tag]
-    state, x, reference = _load_reference(sg_models_dir, tag, perturbed=False)
+    checkpoint_path, x, reference = _load_reference(sg_models_dir, tag, False, tmp_path)
     model = get_model(arch, num_classes)
-    model.load_state_dict(state, strict=True)
+    load_checkpoint_to_model(model, checkpoint_path, strict=StrictLoad.ON)
     eval_out, train_out, state_after = _run_reference_procedure(model, x)
 
     assert set(eval_out) == set(reference["eval"]) and set(train_out) == set(reference["train"])
-    for name, expected in [*reference["eval"].items()]:
+    for name, expected in reference["eval"].items():
         assert eval_out[name].shape == expected.shape, name
         assert _max_abs(eval_out[name], expected) <= 1e-4, name
     for name, expected in reference["train"].items():
@@ -102,11 +109,11 @@ def test_plain_outputs_match_the_reference(sg_models_dir, tag):
 
 
 @pytest.mark.parametrize("tag", WITH_OUTPUTS)
-def test_perturbed_outputs_match_the_reference(sg_models_dir, tag):
+def test_perturbed_outputs_match_the_reference(sg_models_dir, tmp_path, tag):
     arch, num_classes, _, _ = MODELS[tag]
-    state, x, reference = _load_reference(sg_models_dir, tag, perturbed=True)
+    checkpoint_path, x, reference = _load_reference(sg_models_dir, tag, True, tmp_path)
     model = get_model(arch, num_classes)
-    model.load_state_dict(state, strict=True)
+    load_checkpoint_to_model(model, checkpoint_path, strict=StrictLoad.ON)
     eval_out, train_out, state_after = _run_reference_procedure(model, x)
 
     expected_decoded = reference["eval"]["out[0]"]

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from trainwright.checkpoints import StrictLoad, load_checkpoint_to_model
 from trainwright.models import get_model, list_models
 from trainwright.models.detection.yolox import YoloX, make_grid
 
@@ -160,3 +161,14 @@ def test_cuda_forward_matches_cpu():
         cpu_decoded, _ = model(x)
         gpu_decoded, _ = model.cuda()(x.cuda())
     torch.testing.assert_close(gpu_decoded.cpu(), cpu_decoded, rtol=1e-3, atol=1e-3)
+
+
+def test_processing_params_survive_a_checkpoint_round_trip(tmp_path):
+    source = get_model("yolox_n", num_classes=2)
+    source.set_dataset_processing_params(class_names=["cat", "dog"], input_size=[64, 96])
+    path = tmp_path / "ckpt.pth"
+    torch.save({"net": source.state_dict(), "processing_params": source.get_processing_params()}, path)
+    target = get_model("yolox_n", num_classes=2)
+    load_checkpoint_to_model(target, path, strict=StrictLoad.ON, load_processing_params=True)
+    assert target.get_processing_params() == {"class_names": ["cat", "dog"], "input_size": [64, 96]}
+    assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values()))
