@@ -105,14 +105,18 @@ def _batched_nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou_thres: floa
         return torchvision.ops.batched_nms(boxes, scores, classes, iou_thres)
     order = torch.argsort(classes, stable=True)
     counts = torch.bincount(classes[order])
-    ends = counts.cumsum(0)
+    starts = counts.cumsum(0) - counts
     sorted_boxes, sorted_scores = boxes[order], scores[order]
-    kept_positions = [(ends - 1)[counts == 1]]  # a class with one candidate keeps it
-    for start, count in zip((ends - counts)[counts > 1].tolist(), counts[counts > 1].tolist()):
-        kept = torchvision.ops.nms(sorted_boxes[start:start + count], sorted_scores[start:start + count], iou_thres)
-        kept_positions.append(kept + start)
+    groups = counts > 1
+    kept_in_group = [
+        torch.ops.torchvision.nms(sorted_boxes[start:start + count], sorted_scores[start:start + count], iou_thres)
+        for start, count in zip(starts[groups].tolist(), counts[groups].tolist())
+    ]
+    offsets = starts[groups].repeat_interleave(torch.tensor([len(k) for k in kept_in_group], dtype=torch.long))
+    singles = starts[counts == 1]  # a class with one candidate keeps it
+    kept_positions = torch.cat([singles, torch.cat(kept_in_group) + offsets]) if kept_in_group else singles
     keep_mask = torch.zeros_like(scores, dtype=torch.bool)
-    keep_mask[order[torch.cat(kept_positions)]] = True
+    keep_mask[order[kept_positions]] = True
     keep = torch.where(keep_mask)[0]
     return keep[scores[keep].sort(descending=True)[1]]
 
