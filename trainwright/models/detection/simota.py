@@ -54,13 +54,26 @@ def classification_cost(scores: torch.Tensor, gt_classes: torch.Tensor) -> torch
     """Summed BCE between each anchor's class scores and each box's one-hot class.
 
     scores [B, A, C] probabilities, gt_classes long [B, G] -> [B, G, A]. Uses
-    sum_c BCE(p_c, onehot_c) = sum_c -log(1 - p_c) - logit-like term of the box's class, so no [B, G, A, C] tensor.
+    sum_c BCE(p_c, onehot_c) = -sum_c log(1 - p_c) - (log p_k - log(1 - p_k)) for the box's class k,
+    so no [B, G, A, C] tensor is built.
     """
     p = scores.clamp(1e-7, 1 - 1e-7)
-    log_neg = torch.log1p(-p)  # [B, A, C]
-    gain = (torch.log(p) - log_neg).transpose(1, 2)  # [B, C, A]
-    index = gt_classes[:, :, None].expand(-1, -1, scores.shape[1])
-    return -log_neg.sum(-1)[:, None, :] - gain.gather(1, index)
+    background = -torch.log1p(-p).sum(-1)  # [B, A]
+    p_box_class = p.gather(2, gt_classes[:, None, :].expand(-1, p.shape[1], -1)).transpose(1, 2)  # [B, G, A]
+    return background[:, None, :] - (torch.log(p_box_class) - torch.log1p(-p_box_class))
+
+
+def gather_candidates(candidate_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of each image's candidate anchors, padded to the largest count.
+
+    candidate_mask bool [B, A] -> (index long [B, M], valid bool [B, M]); index rows are permutations of
+    distinct anchors, candidates first.
+    """
+    counts = candidate_mask.sum(1)
+    width = int(counts.max())
+    index = torch.sort(candidate_mask.to(torch.uint8), dim=1, descending=True, stable=True).indices[:, :width]
+    valid = torch.arange(width, device=index.device)[None] < counts[:, None]
+    return index, valid
 
 
 def dynamic_k_matching(cost: torch.Tensor, ious: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
@@ -110,21 +123,28 @@ def simota_assign(
     and its centre region.
     """
     batch, num_anchors = pred_boxes.shape[:2]
+    fg_mask = torch.zeros(batch, num_anchors, dtype=torch.bool, device=pred_boxes.device)
+    matched_gt = torch.zeros(batch, num_anchors, dtype=torch.long, device=pred_boxes.device)
+    matched_iou = pred_boxes.new_zeros(batch, num_anchors)
     if gt_boxes.shape[1] == 0 or not gt_valid.any():
-        empty = torch.zeros(batch, num_anchors, dtype=torch.bool, device=pred_boxes.device)
-        return Assignment(empty, empty.long(), pred_boxes.new_zeros(batch, num_anchors))
+        return Assignment(fg_mask, matched_gt, matched_iou)
     in_box, in_center = center_prior(anchor_centers, anchor_strides, gt_boxes, center_radius)
     in_box, in_center = in_box & gt_valid[..., None], in_center & gt_valid[..., None]
-    in_any_prior = (in_box | in_center).any(1, keepdim=True)  # [B, 1, A]
-    candidates = in_any_prior & gt_valid[..., None]
-    ious = pairwise_iou_cxcywh(gt_boxes, pred_boxes)
+    # Only anchors inside some prior can be matched: cost matrices are built on those alone ([B, G, M]).
+    index, slot_valid = gather_candidates((in_box | in_center).any(1))
+    if index.shape[1] == 0:
+        return Assignment(fg_mask, matched_gt, matched_iou)
+    in_both = (in_box & in_center).gather(2, index[:, None].expand(-1, gt_boxes.shape[1], -1))
+    boxes = pred_boxes.gather(1, index[..., None].expand(-1, -1, 4))
+    scores = pred_scores.gather(1, index[..., None].expand(-1, -1, pred_scores.shape[-1]))
+    ious = pairwise_iou_cxcywh(gt_boxes, boxes)
     cost = (
-        classification_cost(pred_scores, gt_classes)
+        classification_cost(scores, gt_classes)
         + iou_weight * -torch.log(ious + 1e-8)
-        + OUTSIDE_PRIOR_COST * (~(in_box & in_center)).to(ious.dtype)
+        + OUTSIDE_PRIOR_COST * (~in_both).to(ious.dtype)
     )
-    matching = dynamic_k_matching(cost, ious, candidates)
-    fg_mask = matching.any(1)
-    matched_gt = matching.to(torch.uint8).argmax(1)
-    matched_iou = (ious * matching).sum(1)
+    matching = dynamic_k_matching(cost, ious, slot_valid[:, None] & gt_valid[..., None])
+    fg_mask.scatter_(1, index, matching.any(1))
+    matched_gt.scatter_(1, index, matching.to(torch.uint8).argmax(1))
+    matched_iou.scatter_(1, index, (ious * matching).sum(1))
     return Assignment(fg_mask, matched_gt, matched_iou)
