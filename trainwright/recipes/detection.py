@@ -1,0 +1,230 @@
+"""From a detection recipe to the objects of a run: datasets, loaders, model, metrics, callbacks, Trainer params.
+
+Building happens in two steps. `read_detection_recipe` reads every key the run needs into plain values inside
+`raise_if_unused_params`, so a misspelt or unused key fails at once, naming its dotted path, before any data
+is generated or loaded. `build_detection_run` then builds the objects.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from trainwright.callbacks.base import Phase
+from trainwright.callbacks.stage_switch import YoloXTrainingStageSwitchCallback
+from trainwright.callbacks.visualization import DetectionVisualizationCallback
+from trainwright.config import raise_if_unused_params
+from trainwright.data import (
+    COCODetectionDataset,
+    CrowdDetectionCollateFN,
+    DetectionCollateFN,
+    ShapesConfig,
+    ShapesDetectionDataset,
+    build_detection_loader,
+)
+from trainwright.data.transforms import detection_train_transforms, detection_val_transforms
+from trainwright.metrics.detection import DetectionMetrics_050, DetectionMetrics_050_095
+from trainwright.models import get_model
+from trainwright.models.detection.postprocess import YoloXPostPredictionCallback
+from trainwright.recipes import RecipeError
+from trainwright.training.params import DEFAULT_TRAINING_PARAMS
+
+__all__ = ["DetectionRecipe", "DetectionRun", "read_detection_recipe", "build_detection_run", "build_datasets"]
+
+DATASET_TYPES = ("shapes", "coco")
+_COCO_PATH_KEYS = ("train_images_dir", "train_annotations", "val_images_dir", "val_annotations")
+# Trainer parameters the recipe builds itself from its other sections.
+_BUILT_PARAMS = ("valid_metrics_list", "train_metrics_list", "phase_callbacks")
+_AUGMENTATION_KEYS = tuple(p for p in inspect.signature(detection_train_transforms).parameters if p != "input_size")
+_POSTPROCESS_KEYS = ("conf", "iou", "nms_top_k", "max_predictions", "multi_label_per_box", "with_confidence")
+
+
+@dataclass
+class DetectionRecipe:
+    """The plain values a detection run is built from (every key of the recipe, read and checked)."""
+
+    experiment_name: str
+    ckpt_root_dir: str
+    device: str | None
+    num_threads: int | None
+    architecture: str
+    arch_params: dict
+    dataset: dict
+    augmentation: dict
+    mosaic_off_epoch: int | None
+    train_loader: dict
+    valid_loader: dict
+    postprocess: dict
+    visualization: dict
+    training_params: dict = field(default_factory=dict)
+
+
+@dataclass
+class DetectionRun:
+    """What `trainwright train` hands to the Trainer."""
+
+    recipe: DetectionRecipe
+    model: nn.Module
+    train_loader: DataLoader
+    valid_loader: DataLoader
+    training_params: dict
+    processing_params: dict
+    class_names: list[str]
+
+
+def _plain(value):
+    """A counting view read completely (every key counts as used) as plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) or (hasattr(value, "__getitem__") and hasattr(value, "insert")):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _section(cfg, name: str):
+    if name not in cfg:
+        raise RecipeError(f"the recipe has no '{name}' section")
+    section = cfg[name]
+    if not isinstance(section, Mapping):
+        raise RecipeError(f"recipe key '{name}' must be a section (a mapping), got {section!r}")
+    return section
+
+
+def _required(section, prefix: str, key: str):
+    value = section.get(key)
+    if value is None or value == "???":
+        raise RecipeError(f"{prefix}.{key} is required; set it in the recipe or as {prefix}.{key}=VALUE")
+    return value
+
+
+def _read_known(section, keys) -> dict:
+    """The keys of `section` among `keys`; any other key stays unread and is reported as unused."""
+    return {k: _plain(section[k]) for k in keys if k in section}
+
+
+def _read_dataset(section) -> dict:
+    kind = section.get("type", "shapes")
+    if kind not in DATASET_TYPES:
+        raise RecipeError(f"dataset.type must be one of {DATASET_TYPES}, got {kind!r}")
+    out = {"type": kind, "input_size": _plain(_required(section, "dataset", "input_size")),
+           "cache_images": bool(section.get("cache_images", False)),
+           "max_train_images": section.get("max_train_images"), "max_valid_images": section.get("max_valid_images")}
+    if kind == "shapes":
+        generation = section.get("generation") or {}
+        out.update(root=section.get("root"), generation=_read_known(generation, [f.name for f in fields(ShapesConfig)]))
+    else:
+        out.update({k: str(_required(section, "dataset", k)) for k in _COCO_PATH_KEYS})
+        out["ignore_empty_annotations"] = bool(section.get("ignore_empty_annotations", False))
+    return out
+
+
+def _read_training_params(section) -> dict:
+    for name in _BUILT_PARAMS:
+        if name in section:
+            raise RecipeError(f"training_params.{name} is built from the recipe's other sections; remove it")
+    return {name: _plain(section[name]) for name in DEFAULT_TRAINING_PARAMS if name in section}
+
+
+def read_detection_recipe(recipe: DictConfig | Mapping) -> DetectionRecipe:
+    """Every value of a detection recipe, read under raise_if_unused_params (unused keys raise, named)."""
+    plain = OmegaConf.to_container(recipe, resolve=True) if isinstance(recipe, DictConfig) else dict(recipe)
+    with raise_if_unused_params(plain) as cfg:
+        model, augmentation = _section(cfg, "model"), _section(cfg, "augmentation")
+        train_loader, valid_loader = _section(cfg, "train_dataloader"), _section(cfg, "valid_dataloader")
+        visualization = _section(cfg, "visualization")
+        spec = DetectionRecipe(
+            experiment_name=str(_required(cfg, "recipe", "experiment_name")),
+            ckpt_root_dir=str(cfg.get("ckpt_root_dir") or "checkpoints"),
+            device=cfg.get("device"),
+            num_threads=cfg.get("num_threads"),
+            architecture=str(_required(model, "model", "architecture")),
+            arch_params=_plain(model.get("arch_params") or {}),
+            dataset=_read_dataset(_section(cfg, "dataset")),
+            augmentation=_read_known(augmentation, _AUGMENTATION_KEYS),
+            mosaic_off_epoch=augmentation.get("mosaic_off_epoch"),
+            train_loader={"batch_size": int(_required(train_loader, "train_dataloader", "batch_size")),
+                          "num_workers": int(train_loader.get("num_workers", 2))},
+            valid_loader={"batch_size": int(_required(valid_loader, "valid_dataloader", "batch_size")),
+                          "num_workers": int(valid_loader.get("num_workers", 0))},
+            postprocess=_read_known(_section(cfg, "postprocess"), _POSTPROCESS_KEYS),
+            visualization={"freq": int(visualization.get("freq", 1)),
+                           "num_images": int(visualization.get("num_images", 8))},
+            training_params=_read_training_params(_section(cfg, "training_params")),
+        )
+    return spec
+
+
+def _limit(dataset: Dataset, count) -> Dataset:
+    if count is None or int(count) >= len(dataset):
+        return dataset
+    if int(count) < 1:
+        raise RecipeError(f"dataset.max_*_images must be >= 1 or null, got {count!r}")
+    return Subset(dataset, range(int(count)))
+
+
+def build_datasets(spec: DetectionRecipe) -> tuple[COCODetectionDataset, COCODetectionDataset]:
+    """(train, validation) datasets of the recipe; shapes are generated into the cache on first use."""
+    data, size = spec.dataset, tuple(spec.dataset["input_size"])
+    augmentation = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.augmentation.items()}
+    train_tf, val_tf = detection_train_transforms(size, **augmentation), detection_val_transforms(size)
+    common = {"input_size": size, "cache_images": data["cache_images"]}
+    if data["type"] == "shapes":
+        gen = data["generation"]
+        train = ShapesDetectionDataset("train", root=data["root"], transforms=train_tf, **common, **gen)
+        valid = ShapesDetectionDataset("val", root=data["root"], transforms=val_tf, with_crowd=True, **common, **gen)
+    else:
+        train = COCODetectionDataset(data["train_images_dir"], data["train_annotations"], transforms=train_tf,
+                                     ignore_empty_annotations=data["ignore_empty_annotations"], **common)
+        valid = COCODetectionDataset(data["val_images_dir"], data["val_annotations"], transforms=val_tf,
+                                     with_crowd=True, **common)
+    if train.class_names != valid.class_names:
+        raise RecipeError(f"training and validation annotations have different categories: {train.class_names} "
+                          f"vs {valid.class_names}")
+    return train, valid
+
+
+def valid_data_location(spec: DetectionRecipe, valid: COCODetectionDataset) -> dict:
+    """Where the validation split lives, saved with checkpoints so `trainwright evaluate` finds it."""
+    return {"images_dir": valid.images_dir, "annotations_file": valid.annotations_file}
+
+
+def build_detection_run(spec: DetectionRecipe) -> DetectionRun:
+    """Datasets, loaders, model, metrics, callbacks and the Trainer parameters of `spec`."""
+    train, valid = build_datasets(spec)
+    names = list(train.class_names)
+    seed = spec.training_params.get("seed", DEFAULT_TRAINING_PARAMS["seed"])
+    train_loader = build_detection_loader(_limit(train, spec.dataset["max_train_images"]), shuffle=True,
+                                          drop_last=True, collate_fn=DetectionCollateFN(), seed=seed,
+                                          device=spec.device, **spec.train_loader)
+    valid_loader = build_detection_loader(_limit(valid, spec.dataset["max_valid_images"]),
+                                          collate_fn=CrowdDetectionCollateFN(), device=spec.device,
+                                          **spec.valid_loader)
+    if len(train_loader) == 0:
+        raise RecipeError(f"the training set has {len(train_loader.dataset)} images, fewer than one batch of "
+                          f"train_dataloader.batch_size={spec.train_loader['batch_size']}")
+    model = get_model(spec.architecture, num_classes=len(names), **spec.arch_params)
+    post = YoloXPostPredictionCallback(**spec.postprocess)
+    callbacks = []
+    if spec.mosaic_off_epoch is not None:
+        callbacks.append(YoloXTrainingStageSwitchCallback(int(spec.mosaic_off_epoch)))
+    if spec.visualization["freq"] > 0:
+        callbacks.append(DetectionVisualizationCallback(
+            Phase.VALIDATION_BATCH_END, spec.visualization["freq"], post, names,
+            last_img_idx_in_batch=spec.visualization["num_images"], save_images=True))
+    params: dict[str, Any] = dict(spec.training_params)
+    params["criterion_params"] = {"num_classes": len(names), "strides": list(model.strides),
+                                  **params.get("criterion_params", {})}
+    params["valid_metrics_list"] = [
+        DetectionMetrics_050(len(names), post, normalize_targets=True, class_names=names),
+        DetectionMetrics_050_095(len(names), post, normalize_targets=True, class_names=names),
+    ]
+    params["phase_callbacks"] = callbacks
+    processing = {**train.processing_params, "architecture": spec.architecture, "arch_params": spec.arch_params,
+                  "valid_data": valid_data_location(spec, valid), "postprocess": dict(spec.postprocess)}
+    return DetectionRun(spec, model, train_loader, valid_loader, params, processing, names)
