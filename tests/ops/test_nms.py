@@ -256,3 +256,15 @@ def test_enum_and_abstract_callback():
             return [x.to(device)]
 
     assert Identity()(torch.ones(1, 6), "cpu")[0].shape == (1, 6)
+
+
+def test_matrix_nms_ignores_rows_with_nan():
+    raw = torch.tensor([[
+        row(50, 50, 20, 20, 1.0, 0.95),
+        row(float("nan"), 50, 20, 20, 1.0, 0.99),
+        row(50, 50, 20, 20, 1.0, float("nan")),
+        row(200, 200, 20, 20, 1.0, 0.5),
+    ]])
+    out = matrix_non_max_suppression(raw, conf_thres=0.1)[0]
+    torch.testing.assert_close(out[:, 4], torch.tensor([0.95, 0.5]))
+    assert torch.isfinite(out).all()

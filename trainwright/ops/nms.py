@@ -207,8 +207,9 @@ def matrix_non_max_suppression(
     per image are kept; each score is decayed by its overlap with higher-scored boxes of the same class
     ("gaussian": exp(-sigma * iou^2), "linear": 1 - iou, both compensated by the suppressor's own overlap),
     and rows whose decayed score is above ``conf_thres`` are returned as (x1, y1, x2, y2, score, class) in
-    order of their score before decay. An image without any row gives an empty [0, 6] tensor. NaN scores
-    never pass the threshold. The input is never modified.
+    order of their score before decay. An image without any row gives an empty [0, 6] tensor. Rows with a
+    NaN score or a non-finite box coordinate are never returned and decay no other row. The input is never
+    modified.
     """
     pred = _check_prediction("pred", pred)
     if not isinstance(pred, Tensor):
@@ -221,12 +222,13 @@ def matrix_non_max_suppression(
     k = min(max_num_of_detections, work.shape[1])
     if k == 0:
         return [pred.new_zeros(0, 6) for _ in range(pred.shape[0])]
-    scores, order = scores.nan_to_num(nan=-1.0).topk(k, dim=1)
+    usable = torch.isfinite(work[..., :4]).all(dim=2) & ~scores.isnan()
+    scores, order = scores.masked_fill(~usable, float("-inf")).topk(k, dim=1)
     labels = labels.gather(1, order)
     boxes = cxcywh2xyxy(work[..., :4].gather(1, order[..., None].expand(-1, -1, 4)))
 
     same_label = labels[:, :, None] == labels[:, None, :]
-    ious = (calc_bbox_iou_matrix(boxes) * same_label).triu(1)
+    ious = (calc_bbox_iou_matrix(boxes) * same_label).nan_to_num(nan=0.0).triu(1)  # unusable rows decay nothing
     compensate = ious.max(dim=1).values[:, :, None]
     if kernel == "gaussian":
         decay = torch.exp(-sigma * (ious**2 - compensate**2)).min(dim=1).values
