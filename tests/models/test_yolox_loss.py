@@ -148,3 +148,11 @@ def test_yolox_n_overfits_one_image():
     assert all(math.isfinite(v) for v in history)
     # single-image batch statistics make single steps noisy: compare the last few steps with the first
     assert sum(history[-5:]) / 5 < 0.5 * history[0], history
+
+
+def test_the_trainer_builds_it_by_name():
+    from trainwright.training.losses import build_loss, loss_item_names
+
+    criterion = build_loss("yolox_loss", {"num_classes": 3, "use_l1": True})
+    assert isinstance(criterion, YoloXDetectionLoss) and criterion.num_classes == 3 and criterion.use_l1
+    assert loss_item_names(criterion, 6) == [f"YoloXDetectionLoss/{n}" for n in criterion.component_names]
