@@ -117,3 +117,11 @@ def test_yolox_switch_errors_name_what_is_missing():
     context = PhaseContext(epoch=0, train_loader=persistent, criterion=YoloXDetectionLoss(num_classes=1))
     with pytest.raises(ValueError, match="persistent_workers"):
         YoloXTrainingStageSwitchCallback(0)(context)
+
+
+def test_yolox_switch_checks_the_context_when_training_starts():
+    context = PhaseContext(train_loader=DataLoader(list(range(3))), criterion=YoloXDetectionLoss(num_classes=1))
+    switch = YoloXTrainingStageSwitchCallback(next_stage_start_epoch=300)
+    with pytest.raises(TypeError, match="set_mosaic_enabled"):
+        switch.on_training_start(context)
+    switch.on_training_start(PhaseContext())  # nothing to check yet

@@ -67,7 +67,19 @@ class YoloXTrainingStageSwitchCallback(TrainingStageSwitchCallbackBase):
     def __init__(self, next_stage_start_epoch: int = 285):
         super().__init__(next_stage_start_epoch)
 
+    def on_training_start(self, context: PhaseContext) -> None:
+        # Fail at the start of training, not hundreds of epochs later when the switch is due.
+        if context.train_loader is not None and context.criterion is not None:
+            self._switch_targets(context)
+        super().on_training_start(context)
+
     def apply_stage_change(self, context: PhaseContext) -> None:
+        dataset, criterion = self._switch_targets(context)
+        dataset.set_mosaic_enabled(False)
+        criterion.use_l1 = True
+
+    def _switch_targets(self, context: PhaseContext) -> tuple[Any, Any]:
+        """(dataset with set_mosaic_enabled, criterion with use_l1) of the context, or a clear error."""
         if context.train_loader is None or context.criterion is None:
             raise ValueError(
                 f"{type(self).__name__} needs context.train_loader and context.criterion, got "
@@ -80,5 +92,4 @@ class YoloXTrainingStageSwitchCallback(TrainingStageSwitchCallbackBase):
             )
         if not hasattr(context.criterion, "use_l1"):
             raise TypeError(f"the criterion ({type(context.criterion).__name__}) has no use_l1 attribute to turn on")
-        _mosaic_switch_owner(context.train_loader.dataset).set_mosaic_enabled(False)
-        context.criterion.use_l1 = True
+        return _mosaic_switch_owner(context.train_loader.dataset), context.criterion
