@@ -86,8 +86,9 @@ class RandomAffine(DetectionTransform):
     """Random rotation, scale, shear and translation, written onto an output_size (H, W) canvas.
 
     The input centre maps to the output centre (plus translation), so after Mosaic (a 2H x 2W canvas)
-    with scale 1 the middle of the mosaic is kept. Boxes become the boxes enclosing their warped corners,
-    are clipped to the output, and are dropped when they shrink below min_box_size pixels, keep less
+    with scale 1 the middle of the mosaic is kept. Boxes become the boxes enclosing their warped corners
+    (so under rotation they are looser than the object, and one cut by the border may keep a corner
+    of the image where the object itself is not visible), are clipped to the output, and are dropped when they shrink below min_box_size pixels, keep less
     than min_area_ratio of their scaled area, or get more elongated than max_aspect_ratio.
     mosaic_stage: set_mosaic_enabled(False) turns it off along with Mosaic and MixUp (pass
     mosaic_stage=False to keep it on for the whole run).
