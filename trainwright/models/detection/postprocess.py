@@ -21,7 +21,7 @@ class YoloXPostPredictionCallback(DetectionPostPredictionCallback):
     :param conf: confidence threshold (objectness, then class score times objectness when with_confidence).
     :param iou: IoU threshold of the greedy per-class NMS.
     :param classes: class ids to keep (None keeps every class).
-    :param nms_top_k: best candidates per image sent to NMS (None: all).
+    :param nms_top_k: best candidates per image sent to NMS (None: all; for matrix NMS, its default 500).
     :param max_predictions: most boxes returned per image (None: all).
     :param multi_label_per_box: one candidate per class above ``conf`` (else only the best class of a box).
     :param with_confidence: multiply class scores by the objectness.
@@ -69,8 +69,9 @@ class YoloXPostPredictionCallback(DetectionPostPredictionCallback):
             if not self.classes:
                 return [None] * decoded.shape[0]
         if self.nms_type == NMS_Type.MATRIX:
-            results = matrix_non_max_suppression(decoded, conf_thres=self.conf,
-                                                 max_num_of_detections=self.nms_top_k or decoded.shape[1])
+            # Matrix NMS builds [B, k, k] matrices, so "no cap" falls back to its own default k.
+            top_k = {} if self.nms_top_k is None else {"max_num_of_detections": self.nms_top_k}
+            results = matrix_non_max_suppression(decoded, conf_thres=self.conf, **top_k)
             results = [r if r.shape[0] else None for r in results]
             if self.max_predictions is not None:
                 results = [None if r is None else r[: self.max_predictions] for r in results]
