@@ -89,3 +89,18 @@ def test_default_cache_dir_is_configurable(monkeypatch, tmp_path):
     monkeypatch.delenv("TRAINWRIGHT_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_dir() == tmp_path / "xdg" / "trainwright"
+
+
+def test_training_items_without_mosaic_stage_are_the_plain_images(tiny_shapes_root, tiny_shapes_params):
+    from trainwright.data.transforms import detection_train_transforms, detection_val_transforms
+
+    size = (tiny_shapes_params["image_size"],) * 2
+    train = ShapesDetectionDataset("val", root=tiny_shapes_root, transforms=detection_train_transforms(
+        size, hsv_prob=0.0, flip_prob=0.0), **tiny_shapes_params)
+    plain = ShapesDetectionDataset("val", root=tiny_shapes_root, transforms=detection_val_transforms(size),
+                                   **tiny_shapes_params)
+    mosaic_image, _ = train[0]
+    assert mosaic_image.shape == (3, *size) and not np.array_equal(mosaic_image.numpy(), plain[0][0].numpy())
+    train.set_mosaic_enabled(False)
+    for i in range(len(plain)):
+        assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(train[i], plain[i]))
