@@ -217,14 +217,15 @@ def calc_bbox_iou_matrix(pred: Tensor) -> Tensor:
         raise TypeError(f"pred must be a torch.Tensor, got {type(pred).__name__}")
     if pred.ndim != 3 or pred.shape[-1] < 4:
         raise ValueError(f"pred must have shape [B, n, 4] (xyxy first; extra columns ignored), got {tuple(pred.shape)}")
-    boxes = _sanitize(_as_compute(pred[..., :4]))
-    area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
-    top_left = torch.maximum(boxes[:, :, None, :2], boxes[:, None, :, :2])
-    bottom_right = torch.minimum(boxes[:, :, None, 2:], boxes[:, None, :, 2:])
-    wh = (bottom_right - top_left).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area[:, :, None] + area[:, None, :] - inter
-    return _back(_safe_divide(inter, union), pred)
+    x1, y1, x2, y2 = _sanitize(_as_compute(pred[..., :4])).unbind(-1)
+    area = (x2 - x1) * (y2 - y1)
+    # [B, n, n] temporaries are updated in place: this runs on every detection of a batch in matrix NMS.
+    inter = torch.minimum(x2[:, :, None], x2[:, None, :]).sub_(torch.maximum(x1[:, :, None], x1[:, None, :]))
+    height = torch.minimum(y2[:, :, None], y2[:, None, :]).sub_(torch.maximum(y1[:, :, None], y1[:, None, :]))
+    inter.clamp_(min=0).mul_(height.clamp_(min=0))
+    union = (area[:, :, None] + area[:, None, :]).sub_(inter)
+    iou = inter.div_(union).masked_fill_(union == 0, 0.0)  # two empty boxes: 0, not 0/0
+    return _back(iou, pred)
 
 
 def batch_distance2bbox(points: Tensor, distance: Tensor, max_shapes: Tensor | None = None) -> Tensor:

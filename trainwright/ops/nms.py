@@ -227,13 +227,17 @@ def matrix_non_max_suppression(
     labels = labels.gather(1, order)
     boxes = cxcywh2xyxy(work[..., :4].gather(1, order[..., None].expand(-1, -1, 4)))
 
-    same_label = labels[:, :, None] == labels[:, None, :]
-    ious = (calc_bbox_iou_matrix(boxes) * same_label).nan_to_num(nan=0.0).triu(1)  # unusable rows decay nothing
+    # ious[b, i, j]: overlap of row j with the higher-scored row i of the same class (0 elsewhere).
+    ious = calc_bbox_iou_matrix(boxes).mul_(labels[:, :, None] == labels[:, None, :])
+    ious = ious.nan_to_num_(nan=0.0).triu_(1)  # unusable rows decay nothing
     compensate = ious.max(dim=1).values[:, :, None]
     if kernel == "gaussian":
-        decay = torch.exp(-sigma * (ious**2 - compensate**2)).min(dim=1).values
+        # min_i exp(-sigma * (iou_ij^2 - c_i^2)) is exp of -sigma times the max (min for sigma < 0) exponent
+        exponent = ious.square_().sub_(compensate.square())
+        worst = exponent.max(dim=1).values if sigma >= 0 else exponent.min(dim=1).values
+        decay = torch.exp(-sigma * worst)
     else:
-        decay = ((1 - ious) / (1 - compensate).clamp(min=1e-6)).min(dim=1).values
+        decay = ious.neg_().add_(1).div_((1 - compensate).clamp(min=1e-6)).min(dim=1).values
     decayed = scores * decay
     rows = torch.cat([boxes, decayed[..., None], labels[..., None].to(boxes.dtype)], dim=2)
     return [image_rows[image_rows[:, 4] > conf_thres].to(pred.dtype) for image_rows in rows]
