@@ -98,3 +98,24 @@ def test_distributed_style_sampler_gets_set_epoch():
     loader = DataLoader(TensorDataset(torch.arange(4)), sampler=sampler)
     set_epoch_order(loader, seed=0, epoch=5)
     assert sampler.epoch == 5
+
+
+def test_resume_continues_a_wrapped_torch_scheduler(tmp_path):
+    from trainwright.callbacks.base import Phase
+    from trainwright.callbacks.lr import LRSchedulerCallback
+
+    def run(name, extra_callbacks=(), resume=False, seed=1):
+        model = tiny_model(seed=seed)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        sched = LRSchedulerCallback(torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5), Phase.TRAIN_EPOCH_END)
+        trainer = Trainer(name, tmp_path, "cpu")
+        p = base_params(max_epochs=3, optimizer=opt, phase_callbacks=[*extra_callbacks, sched], resume=resume)
+        trainer.train(model, p, *make_loaders())
+        return trainer, opt
+
+    straight, opt_a = run("a")
+    run("b", [StopBeforeEpoch(2)])
+    resumed, opt_b = run("b", [StopBeforeEpoch(99)], resume=True, seed=5)
+    assert opt_a.param_groups[0]["lr"] == opt_b.param_groups[0]["lr"] == 0.1 * 0.5**3
+    sa, sb = straight.net.state_dict(), resumed.net.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)

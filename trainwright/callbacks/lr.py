@@ -334,5 +334,12 @@ class LRSchedulerCallback(PhaseCallback):
             raise IllegalLRSchedulerMetric(self.metric_name, metrics)
         self.scheduler.step(metrics[self.metric_name])
 
+    def state_dict(self) -> dict:
+        """The wrapped scheduler's state (saved in checkpoints so that resume continues it)."""
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.scheduler.load_state_dict(state_dict)
+
     def __repr__(self) -> str:
         return f"LRSchedulerCallback({self.scheduler!r}, phase={self.phase.name}, metric_name={self.metric_name!r})"

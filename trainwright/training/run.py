@@ -95,13 +95,15 @@ class TrainingRun:
         self._loss_names: list[str] = []
         self.averager = (BestModelsAverager(params.number_of_models_to_average, self.greater_is_better)
                          if params.average_best_models else None)  # fmt: skip
-        rng_state = self._resume() if (params.resume or params.resume_path) else None
+        ckpt = self._resume() if (params.resume or params.resume_path) else None
         self._open_outputs()
         lr_callbacks = build_lr_callbacks(params, self.net, self.train_loader_len)
         self.callbacks = CallbackHandler(list(params.phase_callbacks) + lr_callbacks)
         self.context = self._build_context()
-        if rng_state is not None:  # last, so nothing above shifts the restored streams
-            restore_rng_state(rng_state)
+        if ckpt is not None:
+            self._load_callback_states(ckpt.get("callback_states") or {})
+            if ckpt.get("rng_state") is not None:  # last, so nothing above shifts the restored streams
+                restore_rng_state(ckpt["rng_state"])
 
     # --- setup -------------------------------------------------------------------------------------------------
 
@@ -155,8 +157,9 @@ class TrainingRun:
     def _reset_best_metric(self) -> None:
         self.best_metric = None
 
-    def _resume(self) -> dict | None:
-        """Load model, optimizer, scaler, EMA, epoch and best metric; return the RNG state to restore last."""
+    def _resume(self) -> dict:
+        """Load model, optimizer, scaler, EMA, epoch and best metric; return the checkpoint (RNG and callback
+        states are restored once the callbacks exist)."""
         path = self.params.resume_path or os.path.join(self.experiment_dir, "ckpt_latest.pth")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"cannot resume: no checkpoint at {path!r}")
@@ -173,7 +176,7 @@ class TrainingRun:
             logger.warning("Resuming from a checkpoint saved by an interruption %s: epoch %d restarts from its "
                            "beginning with the weights of the interruption", ckpt["interrupted_at"], self.start_epoch)  # fmt: skip
         logger.info("Resumed from %s at epoch %d (best metric %s)", path, self.start_epoch, self.best_metric)
-        return ckpt.get("rng_state")
+        return ckpt
 
     # --- per batch / per epoch ------------------------------------------------------------------------------------
 
@@ -223,8 +226,20 @@ class TrainingRun:
             self.best_metric = value
         return improved
 
+    def _callback_states(self) -> dict:
+        """State of every callback that has one (`state_dict()`), keyed by position and class name."""
+        return {f"{i}:{type(cb).__name__}": cb.state_dict()
+                for i, cb in enumerate(self.callbacks.callbacks) if hasattr(cb, "state_dict")}  # fmt: skip
+
+    def _load_callback_states(self, states: Mapping) -> None:
+        for i, cb in enumerate(self.callbacks.callbacks):
+            key = f"{i}:{type(cb).__name__}"
+            if key in states and hasattr(cb, "load_state_dict"):
+                cb.load_state_dict(states[key])
+
     def _checkpoint(self, finished_epochs: int, metrics: Mapping, extra: Mapping | None = None) -> dict:
         acc = metrics.get(self.metric_to_watch) if metrics and self.metric_to_watch else None
+        extra = {"callback_states": self._callback_states(), **(extra or {})}
         return build_checkpoint(
             net=self.net, optimizer=self.optimizer, scaler=self.scaler, epoch=finished_epochs, acc=acc,
             best_metric=self.best_metric, metrics=metrics or {}, ema=self.ema, processing_params=self.processing_params,
@@ -264,6 +279,13 @@ class TrainingRun:
         logger.info(line)
         if not self.params.silent_mode:
             tqdm.write(line)
+
+    def log_config(self, tag: str, config: Mapping) -> None:
+        """A configuration as text in the text log and the sg_logger (rank 0)."""
+        if self.main:
+            text = repr(plain(dict(config)))
+            logger.info("%s: %s", tag, text)
+            self.sg_logger.add_text(tag, text)
 
     def save_interrupted(self, epoch: int, batch_idx) -> None:
         """On Ctrl-C: ckpt_latest with the current weights; resume restarts `epoch` from its beginning."""

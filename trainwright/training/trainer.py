@@ -54,17 +54,21 @@ class Trainer:
     # --- training ------------------------------------------------------------------------------------------------
 
     def train(self, model: nn.Module, training_params=None, train_loader=None, valid_loader=None, *,
-              processing_params: dict | None = None) -> dict[str, float]:  # fmt: skip
+              processing_params: dict | None = None, additional_configs_to_log: dict | None = None,
+              ) -> dict[str, float]:  # fmt: skip
         """Train `model` with `training_params` (dict / OmegaConf / HpmStruct; see `params.DEFAULT_TRAINING_PARAMS`).
 
         Batches are `(inputs, targets)` or `(inputs, targets, extras_dict)`. Returns the last validation metrics.
-        `processing_params` (e.g. {"class_names": [...], "input_size": [H, W]}) is stored in every checkpoint.
+        `processing_params` (e.g. {"class_names": [...], "input_size": [H, W]}) is stored in every checkpoint;
+        `additional_configs_to_log` (e.g. the dataset config) goes to the text log and the sg_logger as text.
         """
         if train_loader is None:
             raise ValueError("train_loader is required")
         run = TrainingRun(self, model, training_params, train_loader, valid_loader, processing_params)
         self.run, self.net, self.ema_model = run, run.net, run.ema
         ctx = run.context
+        if additional_configs_to_log:
+            run.log_config("additional_configs", additional_configs_to_log)
         try:
             run.callbacks.on_training_start(ctx)
             for epoch in range(run.start_epoch, run.params.max_epochs):
@@ -81,7 +85,10 @@ class Trainer:
         except KeyboardInterrupt:
             self.interrupted = True
             logger.warning("Training interrupted at epoch %s, batch %s: saving ckpt_latest.pth", ctx.epoch, ctx.batch_idx)
-            run.save_interrupted(ctx.epoch or 0, ctx.batch_idx)
+            run.save_interrupted(ctx.epoch if ctx.epoch is not None else run.start_epoch, ctx.batch_idx)
+        except Exception:
+            logger.exception("Training stopped by an error at epoch %s, batch %s", ctx.epoch, ctx.batch_idx)
+            raise
         finally:
             try:
                 run.callbacks.on_training_end(ctx)
