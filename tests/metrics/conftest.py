@@ -24,8 +24,18 @@ def _coco_stats(ground_truth: dict, detections: list) -> np.ndarray:
     return np.asarray(evaluator.stats)
 
 
-def _coco_dataset(seed: int, num_images=40, num_categories=5, objects=6.0, crowd=0.05, false_positives=10,
-                  miss=0.2, score_decimals=6, clustered=False, area_field=True):
+def _coco_dataset(
+    seed: int,
+    num_images=40,
+    num_categories=5,
+    objects=6.0,
+    crowd=0.05,
+    false_positives=10,
+    miss=0.2,
+    score_decimals=6,
+    clustered=False,
+    area_field=True,
+):
     """A COCO ground truth and detections: jittered copies of objects (duplicates, wrong classes), missed
     objects, random false positives, crowd regions, images without objects, a category without objects."""
     rng = np.random.default_rng(seed)
@@ -41,8 +51,13 @@ def _coco_dataset(seed: int, num_images=40, num_categories=5, objects=6.0, crowd
             x, y = (centre + rng.normal(0, 30, 2)) if clustered else rng.uniform(-20, 600, 2)
             cat = int(rng.choice(cat_ids))
             is_crowd = int(rng.random() < crowd)
-            ann = {"id": len(annotations) + 1, "image_id": img["id"], "category_id": cat, "bbox": [x, y, w, h],
-                   "iscrowd": is_crowd}
+            ann = {
+                "id": len(annotations) + 1,
+                "image_id": img["id"],
+                "category_id": cat,
+                "bbox": [x, y, w, h],
+                "iscrowd": is_crowd,
+            }
             if area_field:
                 ann["area"] = float(w * h * rng.uniform(0.5, 1.0))  # like a mask area: not the box area
             annotations.append(ann)
@@ -52,13 +67,25 @@ def _coco_dataset(seed: int, num_images=40, num_categories=5, objects=6.0, crowd
                 j = rng.normal(0, 0.12, 4)
                 det_cat = cat if rng.random() > 0.1 else int(rng.choice(cat_ids))
                 box = [x + j[0] * w, y + j[1] * h, w * np.exp(j[2]), h * np.exp(j[3])]
-                detections.append({"image_id": img["id"], "category_id": det_cat, "bbox": box,
-                                   "score": float(np.round(rng.random(), score_decimals))})
+                detections.append(
+                    {
+                        "image_id": img["id"],
+                        "category_id": det_cat,
+                        "bbox": box,
+                        "score": float(np.round(rng.random(), score_decimals)),
+                    }
+                )
         for _ in range(rng.integers(0, false_positives + 1)):
             w, h = np.exp(rng.uniform(np.log(3), np.log(250), 2))
             x, y = (centre + rng.normal(0, 40, 2)) if clustered else rng.uniform(0, 600, 2)
-            detections.append({"image_id": img["id"], "category_id": categories[rng.integers(num_categories)]["id"],
-                               "bbox": [x, y, w, h], "score": float(np.round(rng.random(), score_decimals))})
+            detections.append(
+                {
+                    "image_id": img["id"],
+                    "category_id": categories[rng.integers(num_categories)]["id"],
+                    "bbox": [x, y, w, h],
+                    "score": float(np.round(rng.random(), score_decimals)),
+                }
+            )
     order = rng.permutation(len(detections))
     detections = [detections[i] for i in order]
     return {"images": images, "annotations": annotations, "categories": categories}, detections
@@ -108,13 +135,30 @@ def _batches_to_coco(batches, num_cls: int):
             images.append({"id": image_id})
             for is_crowd, t in ((0, targets), (1, crowds)):
                 for _, c, cx, cy, w, h in t[t[:, 0] == b].double().tolist():
-                    annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(c) + 1,
-                                        "bbox": [cx - w / 2, cy - h / 2, w, h], "area": w * h, "iscrowd": is_crowd})
-            for x1, y1, x2, y2, score, c in ([] if p is None else p.double().tolist()):
-                detections.append({"image_id": image_id, "category_id": int(c) + 1,
-                                   "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score})
-    return {"images": images, "annotations": annotations,
-            "categories": [{"id": c + 1} for c in range(num_cls)]}, detections
+                    annotations.append(
+                        {
+                            "id": len(annotations) + 1,
+                            "image_id": image_id,
+                            "category_id": int(c) + 1,
+                            "bbox": [cx - w / 2, cy - h / 2, w, h],
+                            "area": w * h,
+                            "iscrowd": is_crowd,
+                        }
+                    )
+            for x1, y1, x2, y2, score, c in [] if p is None else p.double().tolist():
+                detections.append(
+                    {
+                        "image_id": image_id,
+                        "category_id": int(c) + 1,
+                        "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "score": score,
+                    }
+                )
+    return {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": c + 1} for c in range(num_cls)],
+    }, detections
 
 
 @pytest.fixture

@@ -37,8 +37,11 @@ def test_reads_json_paths(tmp_path, coco_dataset, coco_stats):
 
 
 def test_perfect_detections_score_one():
-    gt = {"images": [{"id": 1}], "categories": [{"id": 1}],
-          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 50, 60], "area": 3000.0}]}
+    gt = {
+        "images": [{"id": 1}],
+        "categories": [{"id": 1}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 50, 60], "area": 3000.0}],
+    }
     dets = [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 50, 60], "score": 0.9}]
     ours = coco_evaluate(gt, dets)
     assert ours["AP"] == pytest.approx(1.0) and ours["APm"] == pytest.approx(1.0)

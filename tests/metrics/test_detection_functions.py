@@ -26,16 +26,19 @@ def test_get_top_k_idx_per_cls():
 
 
 def test_img_matching_hand_computed():
-    preds = torch.tensor([
-        [10, 10, 20, 20, 0.9, 0],  # exact hit on the class-0 target
-        [11, 11, 21, 21, 0.8, 0],  # duplicate: IoU 0.68 with the same (already taken) target
-        [40, 40, 44, 44, 0.7, 1],  # inside the class-1 crowd region
-        [40, 40, 44, 44, 0.6, 0],  # inside the crowd region, but of another class
-    ])
+    preds = torch.tensor(
+        [
+            [10, 10, 20, 20, 0.9, 0],  # exact hit on the class-0 target
+            [11, 11, 21, 21, 0.8, 0],  # duplicate: IoU 0.68 with the same (already taken) target
+            [40, 40, 44, 44, 0.7, 1],  # inside the class-1 crowd region
+            [40, 40, 44, 44, 0.6, 0],  # inside the crowd region, but of another class
+        ]
+    )
     targets = torch.tensor([[0, 15, 15, 10, 10.0]])  # (class, cx, cy, w, h)
     crowd = torch.tensor([[1, 50, 50, 40, 40.0]])
     matched, ignored, scores, classes, target_cls = compute_img_detection_matching(
-        preds, targets, crowd, 100, 100, THRESHOLDS, "cpu", denormalize_targets=False)
+        preds, targets, crowd, 100, 100, THRESHOLDS, "cpu", denormalize_targets=False
+    )
     assert matched.tolist() == [[True, True], [False, False], [False, False], [False, False]]
     assert ignored.tolist() == [[False, False], [False, False], [True, True], [False, False]]
     assert scores.tolist() == pytest.approx([0.9, 0.8, 0.7, 0.6])
@@ -54,22 +57,34 @@ def test_img_matching_denormalises_and_reads_six_column_targets():
 def test_img_matching_top_k_and_none_predictions():
     preds = torch.tensor([[0, 0, 10, 10, 0.2, 0], [0, 0, 10, 10, 0.9, 0], [50, 50, 60, 60, 0.1, 1.0]])
     targets = torch.tensor([[0, 5, 5, 10, 10.0]])
-    matched, ignored, *_ = compute_img_detection_matching(preds, targets, None, 100, 100, THRESHOLDS, "cpu", False, top_k=1)
+    matched, ignored, *_ = compute_img_detection_matching(
+        preds, targets, None, 100, 100, THRESHOLDS, "cpu", False, top_k=1
+    )
     assert ignored[:, 0].tolist() == [True, False, False]  # the lower-scored class-0 prediction is beyond top_k
     assert matched[:, 0].tolist() == [False, True, False]
     matched, ignored, scores, classes, target_cls = compute_img_detection_matching(
-        None, targets, None, 100, 100, THRESHOLDS, "cpu", False)
+        None, targets, None, 100, 100, THRESHOLDS, "cpu", False
+    )
     assert matched.shape == (0, 2) and ignored.shape == (0, 2) and scores.numel() == 0 and target_cls.tolist() == [0]
 
 
 def test_batch_matching_equals_per_image_matching(make_batch):
     preds, targets, crowds = make_batch(7)
-    batch = compute_detection_matching(preds, targets, 320, 320, coco_iou_thresholds(), False, "cpu", crowd_targets=crowds)
+    batch = compute_detection_matching(
+        preds, targets, 320, 320, coco_iou_thresholds(), False, "cpu", crowd_targets=crowds
+    )
     assert len(batch) == len(preds)
     for i, result in enumerate(batch):
         single = compute_img_detection_matching(
-            preds[i], targets[targets[:, 0] == i, 1:], crowds[crowds[:, 0] == i, 1:], 320, 320,
-            coco_iou_thresholds(), "cpu", False)
+            preds[i],
+            targets[targets[:, 0] == i, 1:],
+            crowds[crowds[:, 0] == i, 1:],
+            320,
+            320,
+            coco_iou_thresholds(),
+            "cpu",
+            False,
+        )
         for got, want in zip(result, single):
             assert torch.equal(got, want)
 
@@ -103,7 +118,9 @@ def test_metrics_per_cls_hand_computed():
 def test_ignored_predictions_count_neither_way():
     matched, ignored, scores = _three_predictions()
     ignored[1] = True  # the false positive overlaps a crowd: now both TPs come first
-    ap, precision, recall = compute_detection_metrics_per_cls(matched, ignored, scores, 2, torch.linspace(0, 1, 101), 0.1, "cpu")
+    ap, precision, recall = compute_detection_metrics_per_cls(
+        matched, ignored, scores, 2, torch.linspace(0, 1, 101), 0.1, "cpu"
+    )
     assert ap.tolist() == pytest.approx([1.0, 1.0]) and precision.tolist() == pytest.approx([1.0, 1.0])
 
 
@@ -114,7 +131,9 @@ def test_metrics_over_classes():
     scores = torch.cat([scores, torch.tensor([0.5, 0.4])])
     preds_cls = torch.tensor([0, 0, 0, 2, 5.0])  # class 5 has no target: left out
     targets_cls = torch.tensor([0, 0, 2.0])
-    ap, precision, recall, f1, classes = compute_detection_metrics(matched, ignored, scores, preds_cls, targets_cls, "cpu")
+    ap, precision, recall, f1, classes = compute_detection_metrics(
+        matched, ignored, scores, preds_cls, targets_cls, "cpu"
+    )
     assert classes.tolist() == [0, 2]
     assert ap.shape == precision.shape == recall.shape == f1.shape == (2, 2)
     assert ap[1].tolist() == pytest.approx([1.0, 0.0])
@@ -128,12 +147,18 @@ def test_metrics_reject_inconsistent_shapes_and_nan():
     with pytest.raises(ValueError, match="same predictions"):
         compute_detection_metrics(matched, ignored, scores[:2], torch.zeros(3), torch.zeros(2), "cpu")
     with pytest.raises(ValueError, match="NaN"):
-        compute_detection_metrics(matched, ignored, torch.tensor([0.1, float("nan"), 0.2]), torch.zeros(3), torch.zeros(2), "cpu")
+        compute_detection_metrics(
+            matched, ignored, torch.tensor([0.1, float("nan"), 0.2]), torch.zeros(3), torch.zeros(2), "cpu"
+        )
 
 
 def test_metrics_with_nothing():
     empty = torch.zeros(0, 2, dtype=torch.bool)
-    ap, precision, recall, f1, classes = compute_detection_metrics(empty, empty, torch.zeros(0), torch.zeros(0), torch.zeros(0), "cpu")
+    ap, precision, recall, f1, classes = compute_detection_metrics(
+        empty, empty, torch.zeros(0), torch.zeros(0), torch.zeros(0), "cpu"
+    )
     assert ap.shape == (0, 2) and classes.numel() == 0
-    ap, precision, recall, f1, classes = compute_detection_metrics(empty, empty, torch.zeros(0), torch.zeros(0), torch.tensor([1.0]), "cpu")
+    ap, precision, recall, f1, classes = compute_detection_metrics(
+        empty, empty, torch.zeros(0), torch.zeros(0), torch.tensor([1.0]), "cpu"
+    )
     assert ap.tolist() == [[0, 0]] and not torch.isnan(f1).any()

@@ -47,14 +47,26 @@ def test_keys_follow_the_iou_range_and_classwise_names(make_batch):
     names = ["cat", "dog", "bird", "fish"]
     metric = DetectionMetrics(4, None, normalize_targets=True, include_classwise_ap=True, class_names=names)
     result = _feed(metric, [batch])
-    assert list(result) == ["Precision@0.50:0.95", "Recall@0.50:0.95", "mAP@0.50:0.95", "F1@0.50:0.95",
-                            "AP@0.50:0.95_cat", "AP@0.50:0.95_dog", "AP@0.50:0.95_bird", "AP@0.50:0.95_fish"]
+    assert list(result) == [
+        "Precision@0.50:0.95",
+        "Recall@0.50:0.95",
+        "mAP@0.50:0.95",
+        "F1@0.50:0.95",
+        "AP@0.50:0.95_cat",
+        "AP@0.50:0.95_dog",
+        "AP@0.50:0.95_bird",
+        "AP@0.50:0.95_fish",
+    ]
     assert metric.component_names == list(result)
     assert float(result["AP@0.50:0.95_fish"]) == 0.0  # class 3 never has a target
     per_class = [float(result[f"AP@0.50:0.95_{n}"]) for n in names[:3]]
     assert float(result["mAP@0.50:0.95"]) == pytest.approx(np.mean(per_class), abs=1e-6)
     assert list(_feed(DetectionMetrics_050(4, normalize_targets=True), [batch])) == [
-        "Precision@0.50", "Recall@0.50", "mAP@0.50", "F1@0.50"]
+        "Precision@0.50",
+        "Recall@0.50",
+        "mAP@0.50",
+        "F1@0.50",
+    ]
 
 
 def test_normalize_targets_flag_is_the_references_inverted_one(make_batch):
@@ -203,12 +215,16 @@ def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match="num_cls"):
         DetectionMetrics(0, None)
     with pytest.raises(ValueError, match="inputs has 2 images"):
-        DetectionMetrics(2, None, normalize_targets=True).update([None], torch.zeros(0, 6), inputs=torch.zeros(2, 3, 4, 4))
+        DetectionMetrics(2, None, normalize_targets=True).update(
+            [None], torch.zeros(0, 6), inputs=torch.zeros(2, 3, 4, 4)
+        )
 
 
 def test_custom_thresholds_and_recall_points():
     targets = torch.tensor([[0, 0, 15, 15, 10, 10.0]])
     preds = [torch.tensor([[11, 11, 21, 21, 0.9, 0.0]])]  # IoU 81 / 119 = 0.68
-    metric = DetectionMetrics(1, None, normalize_targets=True, iou_thres=[0.6, 0.7], recall_thres=torch.tensor([0.0, 1.0]))
+    metric = DetectionMetrics(
+        1, None, normalize_targets=True, iou_thres=[0.6, 0.7], recall_thres=torch.tensor([0.0, 1.0])
+    )
     result = _feed(metric, [(preds, targets, None)])
     assert float(result["mAP@0.60:0.70"]) == pytest.approx(0.5)

@@ -25,7 +25,9 @@ def _sequential_oracle(det_boxes, det_group, det_rank, gt_boxes, gt_group, gt_cr
                             continue
                         if m is not None and not gt_ignore[m, a] and gt_ignore[g, a]:
                             break
-                        iou = float(pairwise_iou_xywh(det_boxes[d:d + 1], gt_boxes[g:g + 1], gt_crowd[g:g + 1])[0])
+                        iou = float(
+                            pairwise_iou_xywh(det_boxes[d : d + 1], gt_boxes[g : g + 1], gt_crowd[g : g + 1])[0]
+                        )
                         if iou < best:
                             continue
                         best, m = iou, g
@@ -38,7 +40,10 @@ def _sequential_oracle(det_boxes, det_group, det_rank, gt_boxes, gt_group, gt_cr
 
 def _random_case(seed, num_groups=3, max_det=12, max_gt=8):
     g = torch.Generator().manual_seed(seed)
-    num_det, num_gt = int(torch.randint(0, max_det * num_groups, (1,), generator=g)), int(torch.randint(0, max_gt * num_groups, (1,), generator=g))
+    num_det, num_gt = (
+        int(torch.randint(0, max_det * num_groups, (1,), generator=g)),
+        int(torch.randint(0, max_gt * num_groups, (1,), generator=g)),
+    )
     det_group = torch.randint(0, num_groups, (num_det,), generator=g)
     gt_group = torch.randint(0, num_groups, (num_gt,), generator=g)
     centre = torch.rand(num_gt, 2, generator=g, dtype=torch.float64) * 60
@@ -71,9 +76,16 @@ def test_an_iou_tie_goes_to_the_last_ground_truth():
     dets = torch.tensor([[5.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0]], dtype=torch.float64)
 
     def matched_with(gts):
-        m, _ = greedy_match(dets, torch.zeros(2, dtype=torch.long), torch.tensor([0, 1]),
-                            torch.tensor(gts, dtype=torch.float64), torch.zeros(2, dtype=torch.long),
-                            torch.zeros(2, dtype=torch.bool), torch.zeros(2, 1, dtype=torch.bool), torch.tensor([0.3]))
+        m, _ = greedy_match(
+            dets,
+            torch.zeros(2, dtype=torch.long),
+            torch.tensor([0, 1]),
+            torch.tensor(gts, dtype=torch.float64),
+            torch.zeros(2, dtype=torch.long),
+            torch.zeros(2, dtype=torch.bool),
+            torch.zeros(2, 1, dtype=torch.bool),
+            torch.tensor([0.3]),
+        )
         return m[:, 0, 0].tolist()
 
     assert matched_with([a, b]) == [True, True]  # det 0 takes B, det 1 takes A
@@ -84,21 +96,44 @@ def test_better_overlap_wins_and_the_higher_score_chooses_first():
     gt = torch.tensor([[0.0, 0.0, 10.0, 10.0], [5.0, 0.0, 10.0, 10.0]], dtype=torch.float64)
     det = torch.tensor([[4.0, 0.0, 10.0, 10.0], [1.0, 0.0, 10.0, 10.0]], dtype=torch.float64)
     # det 0 (rank 0) overlaps gt1 best (IoU 0.82) and takes it; det 1 then takes gt0 (IoU 0.82).
-    matched, _ = greedy_match(det, torch.zeros(2, dtype=torch.long), torch.tensor([0, 1]), gt, torch.zeros(2, dtype=torch.long),
-                              torch.zeros(2, dtype=torch.bool), torch.zeros(2, 1, dtype=torch.bool), torch.tensor([0.7]))
+    matched, _ = greedy_match(
+        det,
+        torch.zeros(2, dtype=torch.long),
+        torch.tensor([0, 1]),
+        gt,
+        torch.zeros(2, dtype=torch.long),
+        torch.zeros(2, dtype=torch.bool),
+        torch.zeros(2, 1, dtype=torch.bool),
+        torch.tensor([0.7]),
+    )
     assert matched[:, 0, 0].tolist() == [True, True]
     # At 0.9 neither reaches the threshold.
-    matched, _ = greedy_match(det, torch.zeros(2, dtype=torch.long), torch.tensor([0, 1]), gt, torch.zeros(2, dtype=torch.long),
-                              torch.zeros(2, dtype=torch.bool), torch.zeros(2, 1, dtype=torch.bool), torch.tensor([0.9]))
+    matched, _ = greedy_match(
+        det,
+        torch.zeros(2, dtype=torch.long),
+        torch.tensor([0, 1]),
+        gt,
+        torch.zeros(2, dtype=torch.long),
+        torch.zeros(2, dtype=torch.bool),
+        torch.zeros(2, 1, dtype=torch.bool),
+        torch.tensor([0.9]),
+    )
     assert not matched.any()
 
 
 def test_crowd_region_is_reusable_and_uses_intersection_over_detection_area():
     crowd = torch.tensor([[0.0, 0.0, 100.0, 100.0]], dtype=torch.float64)
     dets = torch.tensor([[10.0, 10.0, 5.0, 5.0], [20.0, 20.0, 5.0, 5.0], [95.0, 95.0, 10.0, 10.0]], dtype=torch.float64)
-    matched, ignored = greedy_match(dets, torch.zeros(3, dtype=torch.long), torch.tensor([0, 1, 2]), crowd,
-                                    torch.zeros(1, dtype=torch.long), torch.tensor([True]), torch.tensor([[True]]),
-                                    torch.tensor([0.5]))
+    matched, ignored = greedy_match(
+        dets,
+        torch.zeros(3, dtype=torch.long),
+        torch.tensor([0, 1, 2]),
+        crowd,
+        torch.zeros(1, dtype=torch.long),
+        torch.tensor([True]),
+        torch.tensor([[True]]),
+        torch.tensor([0.5]),
+    )
     # IoA 1, 1 and 0.25: the first two are ignored (matched to the crowd), the third is not matched.
     assert matched[:, 0, 0].tolist() == [True, True, False]
     assert ignored[:, 0, 0].tolist() == [True, True, False]
@@ -107,24 +142,47 @@ def test_crowd_region_is_reusable_and_uses_intersection_over_detection_area():
 def test_regular_ground_truth_is_preferred_over_an_ignored_one():
     gt = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 9.0]], dtype=torch.float64)
     det = torch.tensor([[0.0, 0.0, 10.0, 10.0]], dtype=torch.float64)
-    args = (det, torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long), gt, torch.zeros(2, dtype=torch.long),
-            torch.zeros(2, dtype=torch.bool), torch.tensor([[True], [False]]), torch.tensor([0.5]))
+    args = (
+        det,
+        torch.zeros(1, dtype=torch.long),
+        torch.zeros(1, dtype=torch.long),
+        gt,
+        torch.zeros(2, dtype=torch.long),
+        torch.zeros(2, dtype=torch.bool),
+        torch.tensor([[True], [False]]),
+        torch.tensor([0.5]),
+    )
     matched, ignored = greedy_match(*args)
     assert matched.item() and not ignored.item()  # IoU 0.9 to the regular one beats IoU 1 to the ignored one
 
 
 def test_groups_never_mix():
     box = torch.tensor([[0.0, 0.0, 10.0, 10.0]], dtype=torch.float64)
-    matched, _ = greedy_match(box, torch.tensor([1]), torch.tensor([0]), box, torch.tensor([2]), torch.tensor([False]),
-                              torch.tensor([[False]]), torch.tensor([0.5]))
+    matched, _ = greedy_match(
+        box,
+        torch.tensor([1]),
+        torch.tensor([0]),
+        box,
+        torch.tensor([2]),
+        torch.tensor([False]),
+        torch.tensor([[False]]),
+        torch.tensor([0.5]),
+    )
     assert not matched.any()
 
 
 def test_empty_inputs():
     empty = torch.zeros(0, 4, dtype=torch.float64)
-    m, i = greedy_match(empty, torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), empty,
-                        torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.bool), torch.zeros(0, 2, dtype=torch.bool),
-                        torch.tensor([0.5, 0.7]))
+    m, i = greedy_match(
+        empty,
+        torch.zeros(0, dtype=torch.long),
+        torch.zeros(0, dtype=torch.long),
+        empty,
+        torch.zeros(0, dtype=torch.long),
+        torch.zeros(0, dtype=torch.bool),
+        torch.zeros(0, 2, dtype=torch.bool),
+        torch.tensor([0.5, 0.7]),
+    )
     assert m.shape == (0, 2, 2) and i.shape == (0, 2, 2)
 
 

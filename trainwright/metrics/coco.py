@@ -53,13 +53,17 @@ def coco_evaluate(
     dets = _load(detections, "detections", Sequence)
     for key in ("images", "annotations", "categories"):
         if key not in gt:
-            raise ValueError(f"ground_truth has no '{key}' list; a COCO dataset dict needs images, annotations, categories")
+            raise ValueError(
+                f"ground_truth has no '{key}' list; a COCO dataset dict needs images, annotations, categories"
+            )
     image_ids = np.unique(np.asarray([img["id"] for img in gt["images"]], dtype=np.int64))
     category_ids = np.unique(np.asarray([cat["id"] for cat in gt["categories"]], dtype=np.int64))
     gt_arrays = _ground_truth_arrays(gt["annotations"], image_ids, category_ids)
     det_arrays = _detection_arrays(dets, image_ids, category_ids)
     if not (gt_arrays["crowd"] == 0).any():
-        warnings.warn("coco_evaluate: the ground truth has no (non-crowd) annotation; every summary is -1", stacklevel=2)
+        warnings.warn(
+            "coco_evaluate: the ground truth has no (non-crowd) annotation; every summary is -1", stacklevel=2
+        )
     if det_arrays["score"].size == 0:
         warnings.warn("coco_evaluate: there are no detections to evaluate; AP and AR are 0", stacklevel=2)
     tensors = {name: torch.from_numpy(value).to(device) for name, value in {**gt_arrays, **det_arrays}.items()}
@@ -104,8 +108,13 @@ def _ground_truth_arrays(annotations, image_ids: np.ndarray, category_ids: np.nd
     area = np.asarray([a.get("area", b[2] * b[3]) for a, b in zip(annotations, boxes)], dtype=np.float64)
     crowd = np.asarray([bool(a.get("iscrowd", 0)) for a in annotations], dtype=bool)
     keep = img_found & cat_found
-    return {"gt_image": img[keep], "gt_category": cat[keep], "gt_box": boxes[keep], "gt_area": area[keep],
-            "crowd": crowd[keep]}
+    return {
+        "gt_image": img[keep],
+        "gt_category": cat[keep],
+        "gt_box": boxes[keep],
+        "gt_area": area[keep],
+        "crowd": crowd[keep],
+    }
 
 
 def _detection_arrays(dets, image_ids: np.ndarray, category_ids: np.ndarray) -> dict[str, np.ndarray]:
@@ -119,15 +128,21 @@ def _detection_arrays(dets, image_ids: np.ndarray, category_ids: np.ndarray) -> 
     boxes = _boxes(dets, "detection")
     img, img_found = _index_of(image, image_ids)
     if not img_found.all():
-        raise ValueError(f"detections refer to image_id {image[~img_found][:5].tolist()} not in the ground truth images")
+        raise ValueError(
+            f"detections refer to image_id {image[~img_found][:5].tolist()} not in the ground truth images"
+        )
     if not np.isfinite(score).all():
         raise ValueError(f"detection scores must be finite, got {score[~np.isfinite(score)][:5].tolist()}")
     if not np.isfinite(boxes).all():
         raise ValueError("detection bboxes must be finite numbers")
     cat, cat_found = _index_of(category, category_ids)
     order = np.argsort(img[cat_found], kind="stable")
-    return {"det_image": img[cat_found][order], "det_category": cat[cat_found][order],
-            "det_box": boxes[cat_found][order], "score": score[cat_found][order]}
+    return {
+        "det_image": img[cat_found][order],
+        "det_category": cat[cat_found][order],
+        "det_box": boxes[cat_found][order],
+        "score": score[cat_found][order],
+    }
 
 
 def _evaluate(t: dict[str, Tensor], num_categories: int) -> dict[str, float]:
@@ -143,12 +158,24 @@ def _evaluate(t: dict[str, Tensor], num_categories: int) -> dict[str, float]:
     det_group = t["det_image"] * num_categories + t["det_category"]
     rank = rank_within_groups(det_group, t["score"])
     keep = rank < _MAX_DETS[-1]
-    boxes, category, score, rank, det_group = t["det_box"][keep], t["det_category"][keep], t["score"][keep], rank[keep], det_group[keep]
+    boxes, category, score, rank, det_group = (
+        t["det_box"][keep],
+        t["det_category"][keep],
+        t["score"][keep],
+        rank[keep],
+        det_group[keep],
+    )
     iou_thresholds = coco_iou_thresholds(device)
     num_thr = iou_thresholds.numel()
     matched, matched_ignored = greedy_match(
-        boxes, det_group, rank, t["gt_box"], t["gt_image"] * num_categories + t["gt_category"], t["crowd"],
-        gt_ignore, iou_thresholds,
+        boxes,
+        det_group,
+        rank,
+        t["gt_box"],
+        t["gt_image"] * num_categories + t["gt_category"],
+        t["crowd"],
+        gt_ignore,
+        iou_thresholds,
     )
     det_area = boxes[:, 2] * boxes[:, 3]
     det_out = (det_area[:, None] < ranges[:, 0]) | (det_area[:, None] > ranges[:, 1])  # [D, A]
@@ -156,13 +183,18 @@ def _evaluate(t: dict[str, Tensor], num_categories: int) -> dict[str, float]:
     true_positive = matched & ~ignored
     num_configs = num_areas * num_thr
     curves = detection_curves(
-        score, category, true_positive.reshape(-1, num_configs), (~ignored).reshape(-1, num_configs),
-        positives.repeat_interleave(num_thr, dim=1), coco_recall_thresholds(device=device),
+        score,
+        category,
+        true_positive.reshape(-1, num_configs),
+        (~ignored).reshape(-1, num_configs),
+        positives.repeat_interleave(num_thr, dim=1),
+        coco_recall_thresholds(device=device),
     )
     precision = curves.sampled_precision.view(num_categories, num_areas, num_thr, -1)
     valid = positives > 0  # [K, A]
-    recall = {m: _recall(true_positive & (rank < m)[:, None, None], category, positives, num_categories)
-              for m in _MAX_DETS}
+    recall = {
+        m: _recall(true_positive & (rank < m)[:, None, None], category, positives, num_categories) for m in _MAX_DETS
+    }
     thr_50 = int(torch.nonzero(iou_thresholds == 0.5)[0])
     thr_75 = int(torch.nonzero(iou_thresholds == 0.75)[0])
     stats = [

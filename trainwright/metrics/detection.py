@@ -130,7 +130,7 @@ class DetectionMetrics(Metric):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
     def _range_suffix(self) -> str:
-        """"@0.50" for one threshold, "@first:last" for several."""
+        """ "@0.50" for one threshold, "@first:last" for several."""
         first, last = float(self.iou_thresholds[0]), float(self.iou_thresholds[-1])
         return f"@{first:.2f}" if self.iou_thresholds.numel() == 1 else f"@{first:.2f}:{last:.2f}"
 
@@ -156,7 +156,9 @@ class DetectionMetrics(Metric):
         if isinstance(preds, Tensor) and preds.ndim == 3:
             preds = list(preds)
         if isinstance(preds, (str, bytes)) or not isinstance(preds, Sequence):
-            raise TypeError(f"predictions must be a list of [n, 6] tensors (or None) per image, got {type(preds).__name__}")
+            raise TypeError(
+                f"predictions must be a list of [n, 6] tensors (or None) per image, got {type(preds).__name__}"
+            )
         if inputs is not None and inputs.shape[0] != len(preds):
             raise ValueError(f"inputs has {inputs.shape[0]} images but the predictions cover {len(preds)}")
         preds = [check_predictions(p, f"predictions[{i}]", self.num_cls) for i, p in enumerate(preds)]
@@ -164,8 +166,15 @@ class DetectionMetrics(Metric):
         crowd_targets = check_targets(crowd_targets, "crowd_targets", len(preds), self.num_cls)
         height, width = self._image_size(inputs)
         matched, ignored, scores, classes, _ = match_batch(
-            preds, target, crowd_targets, height, width, self.iou_thresholds, self.denormalize_targets,
-            self.top_k_predictions, device,
+            preds,
+            target,
+            crowd_targets,
+            height,
+            width,
+            self.iou_thresholds,
+            self.denormalize_targets,
+            self.top_k_predictions,
+            device,
         )
         counts = ~ignored.all(1)  # a prediction ignored at every threshold never changes any number
         status = torch.where(matched, _TP, torch.where(ignored, _IGNORED, _FP))[counts]
@@ -199,7 +208,12 @@ class DetectionMetrics(Metric):
             means = [0.0] * 4
         else:
             ap, precision, recall, f1, unique_classes = detection_scores(
-                status == _TP, status == _IGNORED, scores, classes, targets, self.recall_thresholds,
+                status == _TP,
+                status == _IGNORED,
+                scores,
+                classes,
+                targets,
+                self.recall_thresholds,
                 self.score_threshold,
             )
             ap_per_class[unique_classes] = ap.mean(1)
@@ -218,7 +232,9 @@ def _cat(state: list[Tensor] | Tensor, device: torch.device) -> Tensor:
 class DetectionMetrics_050(DetectionMetrics):
     """DetectionMetrics at IoU 0.5 (keys "Precision@0.50", "Recall@0.50", "mAP@0.50", "F1@0.50")."""
 
-    def __init__(self, num_cls: int, post_prediction_callback: Callable | None = None, normalize_targets: bool = False, **kwargs):
+    def __init__(
+        self, num_cls: int, post_prediction_callback: Callable | None = None, normalize_targets: bool = False, **kwargs
+    ):
         kwargs.setdefault("iou_thres", 0.5)
         super().__init__(num_cls, post_prediction_callback, normalize_targets, **kwargs)
 
@@ -226,6 +242,8 @@ class DetectionMetrics_050(DetectionMetrics):
 class DetectionMetrics_050_095(DetectionMetrics):
     """DetectionMetrics over IoU 0.50:0.05:0.95 (keys "...@0.50:0.95")."""
 
-    def __init__(self, num_cls: int, post_prediction_callback: Callable | None = None, normalize_targets: bool = False, **kwargs):
+    def __init__(
+        self, num_cls: int, post_prediction_callback: Callable | None = None, normalize_targets: bool = False, **kwargs
+    ):
         kwargs.setdefault("iou_thres", None)
         super().__init__(num_cls, post_prediction_callback, normalize_targets, **kwargs)

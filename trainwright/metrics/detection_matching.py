@@ -52,7 +52,9 @@ def check_predictions(preds: Tensor | None, name: str = "preds", num_cls: int | 
     if preds.ndim != 2 or preds.shape[1] != 6:
         raise ValueError(f"{name} must have shape [n, 6] (x1, y1, x2, y2, confidence, class), got {tuple(preds.shape)}")
     if torch.isnan(preds[:, 4]).any():
-        raise ValueError(f"{name} has NaN confidence scores (rows {torch.nonzero(torch.isnan(preds[:, 4])).flatten()[:5].tolist()})")
+        raise ValueError(
+            f"{name} has NaN confidence scores (rows {torch.nonzero(torch.isnan(preds[:, 4])).flatten()[:5].tolist()})"
+        )
     if not torch.isfinite(preds[:, :4]).all():
         raise ValueError(f"{name} has non-finite box coordinates")
     if ((preds[:, 2] < preds[:, 0]) | (preds[:, 3] < preds[:, 1])).any():
@@ -70,12 +72,16 @@ def check_targets(targets: Tensor | None, name: str, num_images: int, num_cls: i
     if targets.numel() == 0:
         return targets.reshape(0, 6)
     if targets.ndim != 2 or targets.shape[1] != 6:
-        raise ValueError(f"{name} must have shape [N, 6] (image index, class, cx, cy, w, h), got {tuple(targets.shape)}")
+        raise ValueError(
+            f"{name} must have shape [N, 6] (image index, class, cx, cy, w, h), got {tuple(targets.shape)}"
+        )
     if not torch.isfinite(targets).all():
         raise ValueError(f"{name} has non-finite values")
     index = targets[:, 0]
     if ((index < 0) | (index >= num_images) | (index != index.round())).any():
-        raise ValueError(f"{name} image indices must be integers in [0, {num_images}), got {index.unique()[:10].tolist()}")
+        raise ValueError(
+            f"{name} image indices must be integers in [0, {num_images}), got {index.unique()[:10].tolist()}"
+        )
     if (targets[:, 4:6] < 0).any():
         raise ValueError(f"{name} has negative box width or height")
     _check_classes(targets[:, 1], name, num_cls)
@@ -182,8 +188,15 @@ def compute_img_detection_matching(
     batch_targets = check_targets(_image_targets(targets, "targets"), "targets", 1)
     batch_crowd = check_targets(_image_targets(crowd_targets, "crowd_targets"), "crowd_targets", 1)
     matched, ignored, scores, classes, _ = match_batch(
-        [preds], batch_targets, batch_crowd, height, width, torch.as_tensor(iou_thresholds), denormalize_targets,
-        top_k, device,
+        [preds],
+        batch_targets,
+        batch_crowd,
+        height,
+        width,
+        torch.as_tensor(iou_thresholds),
+        denormalize_targets,
+        top_k,
+        device,
     )
     out_device = "cpu" if return_on_cpu else device
     result = (matched, ignored, scores, classes, batch_targets[:, 1].to(matched.device))
@@ -211,14 +224,23 @@ def compute_detection_matching(
     targets = check_targets(targets, "targets", len(output))
     crowd_targets = check_targets(crowd_targets, "crowd_targets", len(output))
     matched, ignored, scores, classes, image = match_batch(
-        output, targets, crowd_targets, height, width, torch.as_tensor(iou_thresholds), denormalize_targets,
-        top_k, device,
+        output,
+        targets,
+        crowd_targets,
+        height,
+        width,
+        torch.as_tensor(iou_thresholds),
+        denormalize_targets,
+        top_k,
+        device,
     )
     out_device = "cpu" if return_on_cpu else matched.device
     counts = torch.bincount(image, minlength=len(output)).tolist()
     target_image = targets[:, 0].long()
     target_counts = torch.bincount(target_image, minlength=len(output)).tolist()
     target_cls = targets[torch.argsort(target_image, stable=True), 1]
-    parts = [t.to(out_device).split(n) for t, n in zip((matched, ignored, scores, classes, target_cls),
-                                                       (counts,) * 4 + (target_counts,))]
+    parts = [
+        t.to(out_device).split(n)
+        for t, n in zip((matched, ignored, scores, classes, target_cls), (counts,) * 4 + (target_counts,))
+    ]
     return list(zip(*parts))

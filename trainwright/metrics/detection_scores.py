@@ -26,12 +26,18 @@ def detection_scores(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """ap, precision, recall, f1 [K, T] in float64 and the K unique target classes, on the inputs' device."""
     device = preds_scores.device
-    preds_matched, preds_to_ignore = _as_bool_2d(preds_matched, "preds_matched"), _as_bool_2d(preds_to_ignore, "preds_to_ignore")
+    preds_matched = _as_bool_2d(preds_matched, "preds_matched")
+    preds_to_ignore = _as_bool_2d(preds_to_ignore, "preds_to_ignore")
     num_thr = preds_matched.shape[1]
-    if preds_to_ignore.shape != preds_matched.shape or preds_scores.shape != preds_matched.shape[:1] or preds_cls.shape != preds_scores.shape:
+    if (
+        preds_to_ignore.shape != preds_matched.shape
+        or preds_scores.shape != preds_matched.shape[:1]
+        or preds_cls.shape != preds_scores.shape
+    ):
         raise ValueError(
             f"preds_matched {tuple(preds_matched.shape)}, preds_to_ignore {tuple(preds_to_ignore.shape)}, "
-            f"preds_scores {tuple(preds_scores.shape)} and preds_cls {tuple(preds_cls.shape)} must describe the same predictions"
+            f"preds_scores {tuple(preds_scores.shape)} and preds_cls {tuple(preds_cls.shape)} must describe "
+            "the same predictions"
         )
     if torch.isnan(preds_scores).any():
         raise ValueError("preds_scores has NaN values")
@@ -39,8 +45,14 @@ def detection_scores(
     unique_classes = torch.unique(targets_cls.to(device)).long()
     pred_classes = preds_cls.long()
     segment = torch.searchsorted(unique_classes, pred_classes).clamp(max=max(len(unique_classes) - 1, 0))
-    present = unique_classes[segment] == pred_classes if len(unique_classes) else torch.zeros_like(pred_classes, dtype=torch.bool)
-    positives = torch.bincount(torch.searchsorted(unique_classes, targets_cls.to(device).long()), minlength=len(unique_classes))
+    present = (
+        unique_classes[segment] == pred_classes
+        if len(unique_classes)
+        else torch.zeros_like(pred_classes, dtype=torch.bool)
+    )
+    positives = torch.bincount(
+        torch.searchsorted(unique_classes, targets_cls.to(device).long()), minlength=len(unique_classes)
+    )
     curves = detection_curves(
         preds_scores[present].double(),
         segment[present],
@@ -112,7 +124,12 @@ def compute_detection_metrics_per_cls(
     classes = torch.zeros(len(preds_scores), device=device)
     targets_cls = torch.zeros(n_targets, device=device)
     ap, precision, recall, _, _ = detection_scores(
-        preds_matched.to(device), preds_to_ignore.to(device), preds_scores, classes, targets_cls,
-        recall_thresholds, float(score_threshold),
+        preds_matched.to(device),
+        preds_to_ignore.to(device),
+        preds_scores,
+        classes,
+        targets_cls,
+        recall_thresholds,
+        float(score_threshold),
     )
     return ap[0].float(), precision[0].float(), recall[0].float()

@@ -87,7 +87,9 @@ def greedy_match(
     if num_det and num_gt:
         config_thr = thresholds.repeat(num_settings)
         config_ignore = gt_ignore.repeat_interleave(thresholds.numel(), dim=1)
-        _match_in_rounds(det_boxes, det_group, det_rank, gt_boxes, gt_group, gt_crowd, config_ignore, config_thr, chosen)
+        _match_in_rounds(
+            det_boxes, det_group, det_rank, gt_boxes, gt_group, gt_crowd, config_ignore, config_thr, chosen
+        )
     chosen = chosen.view(num_det, num_settings, thresholds.numel())
     matched = chosen >= 0
     if num_gt == 0:
