@@ -75,3 +75,23 @@ def test_loader_options():
         build_detection_loader(dataset, 2, persistent_workers=True)
     with pytest.raises(ValueError, match="batch_size"):
         build_detection_loader(dataset, 0)
+
+
+def test_additional_samples_loaded_only_for_active_transforms():
+    loaded = []
+
+    class Counting(Blank):
+        def load_raw(self, index):
+            loaded.append(index)
+            return super().load_raw(index)
+
+    mosaic = Mosaic((2, 2), prob=0.0)
+    dataset = Counting([mosaic])
+    dataset[0]
+    assert loaded == [0]
+    mosaic.prob = 1.0
+    dataset[0]
+    assert len(loaded) == 1 + 4
+    dataset.set_mosaic_enabled(False)
+    dataset[0]
+    assert len(loaded) == 1 + 4 + 1

@@ -36,7 +36,7 @@ class DetectionDataset(Dataset):
 
     Loading: each image is first resized (aspect kept) to fit input_size (H, W) when given, then the
     transforms run in order. A transform asking for additional samples (Mosaic, MixUp) gets that many
-    other images, drawn at random and loaded the same way.
+    other images, drawn at random and loaded the same way (not when it is disabled or has prob 0).
 
     Randomness: one numpy Generator per process, seeded from ``seed`` in the main process and from
     the DataLoader worker's seed in a worker (distinct per worker and per epoch), so workers never
@@ -82,7 +82,7 @@ class DetectionDataset(Dataset):
         sample, rng = self.load_sample(index % len(self)), self.rng
         for transform in self.transforms:
             count = getattr(transform, "additional_samples_count", 0)
-            if count and getattr(transform, "enabled", True):
+            if count and getattr(transform, "enabled", True) and getattr(transform, "prob", 1.0) > 0:
                 sample.additional_samples = [self.load_sample(int(i)) for i in rng.integers(0, len(self), count)]
             sample = transform(sample, rng)
             sample.additional_samples = []
