@@ -91,3 +91,18 @@ def test_real_coco_files_through_pycocotools_agree(tiny_coco):
         anns = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=record.image_id)) if a["bbox"][2] > 0 < a["bbox"][3]]
         assert len(anns) == len(record.boxes)
         assert sorted(ids.index(a["category_id"]) for a in anns) == sorted(record.labels.tolist())
+
+
+def test_subset_keeps_classes_switch_and_cache(tiny_coco):
+    from trainwright.data.transforms import Mosaic
+
+    ds = COCODetectionDataset(*tiny_coco, input_size=(48, 64), transforms=[Mosaic((48, 64))], cache_images=True)
+    sub = ds.subset([2, 0])
+    assert len(sub) == 2 and len(ds) == 3
+    assert sub.class_names == ds.class_names and sub.processing_params == ds.processing_params
+    assert [r.image_id for r in sub.records] == [12, 10]
+    sub.set_mosaic_enabled(False)
+    image, targets = sub[1]
+    assert image.shape == (3, 48, 64) and len(targets) == 2
+    with pytest.raises(IndexError, match="5"):
+        ds.subset([5])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from dataclasses import dataclass
@@ -131,6 +132,21 @@ class COCODetectionDataset(DetectionDataset):
         """Plain-container description to save with a checkpoint: class names, category ids, input size."""
         return {"class_names": list(self.class_names), "category_ids": list(self.category_ids),
                 "input_size": None if self.input_size is None else list(self.input_size)}
+
+    def subset(self, indices) -> COCODetectionDataset:
+        """A dataset of the images at ``indices`` only (same classes, transforms and switches; mosaic and
+        mixup partners come from the subset too). Unlike torch's Subset it keeps set_mosaic_enabled,
+        class_names and processing_params.
+        """
+        indices = [int(i) for i in indices]
+        bad = [i for i in indices if not 0 <= i < len(self.records)]
+        if bad:
+            raise IndexError(f"subset indices {bad[:5]} out of range for a dataset of {len(self.records)} images")
+        view = copy.copy(self)
+        view.records = [self.records[i] for i in indices]
+        view._cache = None if self._cache is None else [self._cache[i] for i in indices]
+        view._rng, view._rng_key = None, None
+        return view
 
     def load_raw(self, index: int) -> DetectionSample:
         record = self.records[index]
