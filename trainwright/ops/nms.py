@@ -179,7 +179,9 @@ def non_max_suppression(
 
     ``nms_top_k`` keeps only the best-scored candidates before NMS and ``max_predictions`` the first rows
     after it; None (the default) keeps all. NaN scores never pass the threshold, and candidates with a
-    non-finite box coordinate are dropped before NMS. The input is never modified.
+    non-finite box coordinate are dropped before NMS. A box with negative width or height overlaps nothing
+    (it is kept when its score passes and suppresses no other box). The input is never modified. On CPU the
+    images of a batch run concurrently on a small thread pool (torch kernels release the GIL).
     """
     images = _check_prediction("prediction", prediction)
     _check_cap("nms_top_k", nms_top_k)
