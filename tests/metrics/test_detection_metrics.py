@@ -228,3 +228,16 @@ def test_custom_thresholds_and_recall_points():
     )
     result = _feed(metric, [(preds, targets, None)])
     assert float(result["mAP@0.60:0.70"]) == pytest.approx(0.5)
+
+
+def test_with_the_yolox_post_prediction_callback():
+    postprocess = pytest.importorskip("trainwright.models.detection.postprocess")
+    # Decoded eval output [B, N, 5 + C]: (cx, cy, w, h, objectness, class scores); one box per target.
+    targets = torch.tensor([[0, 1, 30, 40, 20, 10], [0, 0, 80, 60, 30, 30], [1, 2, 50, 50, 40, 20.0]])
+    decoded = torch.zeros(2, 4, 8)
+    for row, (image, cls, cx, cy, w, h) in enumerate(targets.tolist()):
+        decoded[int(image), row % 4, :5] = torch.tensor([cx, cy, w, h, 0.95])
+        decoded[int(image), row % 4, 5 + int(cls)] = 0.9
+    metric = DetectionMetrics_050_095(3, postprocess.YoloXPostPredictionCallback(), normalize_targets=True)
+    metric.update((decoded, []), targets, device="cpu", inputs=torch.zeros(2, 3, 128, 128))
+    assert float(metric.compute()["mAP@0.50:0.95"]) == pytest.approx(1.0)

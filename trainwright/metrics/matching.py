@@ -119,6 +119,9 @@ def _match_in_rounds(
     pair_det, pair_gt, pair_iou = pair_det[keep], pair_gt[keep], pair_iou[keep]
     pair_rank = det_rank[pair_det]
     pair_crowd = gt_crowd[pair_gt]
+    # Work on the detections that have a candidate at all, renumbered 0..D'-1; write back at the end.
+    dets_with_pairs, pair_det = torch.unique(pair_det, return_inverse=True)
+    local_chosen = torch.full((dets_with_pairs.numel() * num_configs,), -1, dtype=torch.long, device=device)
     configs = torch.arange(num_configs, device=device)
     live = pair_iou[:, None] >= config_thr[None, :]  # [P, C]: pair can match and its detection is undecided
     taken = torch.zeros(gt_boxes.shape[0] * num_configs, dtype=torch.bool, device=device)
@@ -132,17 +135,17 @@ def _match_in_rounds(
         best_rank = torch.full_like(taken, no_rank, dtype=torch.long)
         best_rank.scatter_reduce_(0, gt_slot[contestable], pair_rank[:, None].expand_as(gt_slot)[contestable], "amin")
         contested = contestable & (best_rank[gt_slot] < pair_rank[:, None])
-        blocked = torch.zeros(chosen.numel(), dtype=torch.bool, device=device)
+        blocked = torch.zeros(local_chosen.numel(), dtype=torch.bool, device=device)
         blocked[det_slot[contested]] = True
         decide = live & ~blocked[det_slot]
-        _choose(avail & decide, pair_gt, pair_iou, config_ignore, det_slot, chosen)
-        newly = chosen[det_slot] >= 0
-        taken_now = decide & newly & (chosen[det_slot] == pair_gt[:, None]) & ~pair_crowd[:, None]
+        _choose(avail & decide, pair_gt, pair_iou, config_ignore, det_slot, local_chosen)
+        taken_now = decide & (local_chosen[det_slot] == pair_gt[:, None]) & ~pair_crowd[:, None]
         taken[gt_slot[taken_now]] = True
         live = live & ~decide
         rows = live.any(1)
         pair_det, pair_gt, pair_iou = pair_det[rows], pair_gt[rows], pair_iou[rows]
         pair_rank, pair_crowd, live = pair_rank[rows], pair_crowd[rows], live[rows]
+    chosen.view(-1, num_configs)[dets_with_pairs] = local_chosen.view(-1, num_configs)
 
 
 def _choose(cand: Tensor, pair_gt: Tensor, pair_iou: Tensor, config_ignore: Tensor, det_slot: Tensor, chosen: Tensor):
