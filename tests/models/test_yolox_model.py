@@ -67,6 +67,20 @@ def test_decoding_handles_successive_input_sizes(nano):
             torch.testing.assert_close(decoded[0, -1, :2], (last[:2] + torch.tensor([w / 32 - 1, h / 32 - 1])) * 32)
 
 
+def test_grid_cache_follows_dtype_and_is_reused():
+    model = get_model("yolox_n", num_classes=2).eval()
+    x = torch.rand(1, 3, 32, 64)
+    with torch.no_grad():
+        decoded32, _ = model(x)
+        cached = dict(model._grid_cache)
+        model(x)
+        assert model._grid_cache.keys() == cached.keys()
+        assert all(model._grid_cache[k][0] is cached[k][0] for k in cached)
+        decoded64, _ = model.double()(x.double())
+    assert decoded64.dtype == torch.float64 and len(model._grid_cache) == 2
+    torch.testing.assert_close(decoded64.float(), decoded32, rtol=1e-4, atol=1e-4)
+
+
 def test_make_grid_is_row_major_with_x_first():
     grid, strides = make_grid([(2, 3)], [8])
     assert grid.tolist() == [[0, 0], [1, 0], [2, 0], [0, 1], [1, 1], [2, 1]]
