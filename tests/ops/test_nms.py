@@ -268,3 +268,51 @@ def test_matrix_nms_ignores_rows_with_nan():
     out = matrix_non_max_suppression(raw, conf_thres=0.1)[0]
     torch.testing.assert_close(out[:, 4], torch.tensor([0.95, 0.5]))
     assert torch.isfinite(out).all()
+
+
+@given(
+    batch=st.integers(1, 3),
+    boxes=st.integers(1, 80),
+    classes=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+    kernel=st.sampled_from(["gaussian", "linear"]),
+    sigma=st.sampled_from([0.0, 0.5, 3.0]),
+)
+@settings(max_examples=50, deadline=None)
+def test_matrix_nms_same_class_pairs_equal_the_dense_matrices(batch, boxes, classes, seed, kernel, sigma):
+    from trainwright.ops.matrix_nms import _dense_decay, _pairwise_decay
+
+    raw = raw_output(batch, boxes, classes, seed, spread=60)
+    raw[0, :3, 2] = -raw[0, :3, 2]  # a few inverted boxes
+    xyxy = torchvision.ops.box_convert(raw[..., :4], "cxcywh", "xyxy")
+    labels = raw[..., 5:].argmax(dim=2)
+    torch.testing.assert_close(_pairwise_decay(xyxy, labels, kernel, sigma), _dense_decay(xyxy, labels, kernel, sigma))
+
+
+def test_matrix_nms_negative_sigma_uses_the_dense_path(monkeypatch):
+    from trainwright.ops import matrix_nms
+
+    def refuse(*args):
+        raise AssertionError("same-class pairs assume sigma >= 0")
+
+    monkeypatch.setattr(matrix_nms, "_pairwise_decay", refuse)
+    raw = raw_output(1, 30, 2, seed=9, spread=40)
+    out = matrix_non_max_suppression(raw, conf_thres=0.0, sigma=-1.0)[0]
+    assert out.shape == (30, 6) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("poison", [None, "negative_obj", "nan_cls", "inf_cls", "minus_inf_cls"])
+def test_matrix_nms_best_scores_equal_the_products(poison):
+    from trainwright.ops.matrix_nms import _best_scores
+
+    raw = raw_output(2, 200, 7, seed=13)
+    if poison == "negative_obj":
+        raw[0, 0, 4] = -0.5
+    elif poison == "nan_cls":
+        raw[1, 3, 6] = float("nan")
+    elif poison == "inf_cls":
+        raw[1, 3, 6] = float("inf")
+    elif poison == "minus_inf_cls":
+        raw[0, 5, 4], raw[0, 5, 7] = 0.0, float("-inf")
+    expected = (raw[..., 5:] * raw[..., 4:5]).max(dim=2).values
+    torch.testing.assert_close(_best_scores(raw), expected, equal_nan=True, rtol=0, atol=0)

@@ -89,8 +89,8 @@ def convert_cxcywh_bbox_to_xyxy(input_bbox: ArrayLike) -> ArrayLike:
     return _convert(input_bbox, to_xyxy=True)
 
 
-def _sanitize(boxes: Tensor) -> Tensor:
-    """Collapse inverted boxes to empty ones (x2 = max(x1, x2), y2 = max(y1, y2)); NaN stays NaN."""
+def sanitize_boxes(boxes: Tensor) -> Tensor:
+    """Read inverted xyxy boxes [..., 4] as empty ones: x2 = max(x1, x2), y2 = max(y1, y2); NaN stays NaN."""
     x1, y1, x2, y2 = boxes.unbind(-1)
     x2 = torch.where(x2 < x1, x1, x2)
     y2 = torch.where(y2 < y1, y1, y2)
@@ -127,7 +127,7 @@ def _prepare_pair(name1: str, box1: Tensor, name2: str, box2: Tensor) -> tuple[T
         if not isinstance(box, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(box).__name__}")
         _check_last_dim(name, box, 4, ndims=(2,))
-    return _sanitize(_as_compute(box1)), _sanitize(_as_compute(box2))
+    return sanitize_boxes(_as_compute(box1)), sanitize_boxes(_as_compute(box2))
 
 
 def _safe_divide(numerator: Tensor, denominator: Tensor) -> Tensor:
@@ -182,7 +182,7 @@ def calculate_bbox_iou_matrix(
     a, b = _as_compute(box1), _as_compute(box2)
     if not x1y1x2y2:
         a, b = _convert(a, to_xyxy=True), _convert(b, to_xyxy=True)
-    a, b = _sanitize(a), _sanitize(b)
+    a, b = sanitize_boxes(a), sanitize_boxes(b)
     inter, area1, area2 = _pairwise_parts(a, b)
     union = area1[:, None] + area2[None, :] - inter + eps
     iou = inter / union
@@ -217,7 +217,7 @@ def calc_bbox_iou_matrix(pred: Tensor) -> Tensor:
         raise TypeError(f"pred must be a torch.Tensor, got {type(pred).__name__}")
     if pred.ndim != 3 or pred.shape[-1] < 4:
         raise ValueError(f"pred must have shape [B, n, 4] (xyxy first; extra columns ignored), got {tuple(pred.shape)}")
-    x1, y1, x2, y2 = _sanitize(_as_compute(pred[..., :4])).unbind(-1)
+    x1, y1, x2, y2 = sanitize_boxes(_as_compute(pred[..., :4])).unbind(-1)
     area = (x2 - x1) * (y2 - y1)
     # [B, n, n] temporaries are updated in place: this runs on every detection of a batch in matrix NMS.
     inter = torch.minimum(x2[:, :, None], x2[:, None, :]).sub_(torch.maximum(x1[:, :, None], x1[:, None, :]))

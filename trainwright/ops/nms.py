@@ -1,5 +1,6 @@
 """Non-maximum suppression over raw detector output: greedy per-class NMS and Matrix NMS.
 
+``matrix_non_max_suppression`` lives in ``trainwright.ops.matrix_nms`` and is importable from here too.
 Raw output rows are (cx, cy, w, h, objectness, class_0 score, ..., class_{C-1} score); results are one
 tensor per image with rows (x1, y1, x2, y2, score, class).
 """
@@ -11,15 +12,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
-from typing import Union
 
 import torch
 import torchvision
 from torch import Tensor, nn
 
-from trainwright.ops.boxes import calc_bbox_iou_matrix, cxcywh2xyxy
-
-Prediction = Union[Tensor, Sequence[Tensor]]
+from trainwright.ops._checks import Prediction, check_cap, check_raw_output, compute_dtype
+from trainwright.ops.boxes import cxcywh2xyxy
+from trainwright.ops.matrix_nms import matrix_non_max_suppression
 
 
 class NMS_Type(str, Enum):
@@ -45,37 +45,10 @@ class DetectionPostPredictionCallback(ABC, nn.Module):
         """Post-process the model output ``x`` into per-image detections on ``device``."""
 
 
-def _check_prediction(name: str, prediction: Prediction) -> list[Tensor] | Tensor:
-    """Validate raw output: a tensor [B, N, 5 + C] or a sequence of [N_i, 5 + C] tensors, with C >= 1."""
-    if isinstance(prediction, Tensor):
-        if prediction.ndim != 3 or prediction.shape[-1] < 6:
-            raise ValueError(
-                f"{name} must have shape [batch, boxes, 5 + num_classes] with at least one class, "
-                f"got {tuple(prediction.shape)}"
-            )
-        return prediction
-    if not isinstance(prediction, (list, tuple)):
-        raise TypeError(f"{name} must be a tensor or a list of tensors, got {type(prediction).__name__}")
-    for i, image in enumerate(prediction):
-        if not isinstance(image, Tensor) or image.ndim != 2 or image.shape[-1] < 6:
-            shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
-            raise ValueError(f"{name}[{i}] must have shape [boxes, 5 + num_classes], got {shape}")
-    return list(prediction)
-
-
-def _check_cap(name: str, value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-        raise ValueError(f"{name} must be None or an integer >= 0, got {value!r}")
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-
-
 def _candidates(pred: Tensor, conf_thres: float, multi_label: bool, with_confidence: bool):
     """The reference filter for one image [N, 5 + C] -> (boxes [K, 4] xyxy, scores [K], classes [K])."""
     rows = pred[pred[:, 4] > conf_thres]
-    rows = rows.to(_compute_dtype(rows.dtype))
+    rows = rows.to(compute_dtype(rows.dtype))
     class_scores = rows[:, 5:]
     if with_confidence:
         class_scores = class_scores * rows[:, 4:5]
@@ -183,9 +156,9 @@ def non_max_suppression(
     (it is kept when its score passes and suppresses no other box). The input is never modified. On CPU the
     images of a batch run concurrently on a small thread pool (torch kernels release the GIL).
     """
-    images = _check_prediction("prediction", prediction)
-    _check_cap("nms_top_k", nms_top_k)
-    _check_cap("max_predictions", max_predictions)
+    images = check_raw_output("prediction", prediction)
+    check_cap("nms_top_k", nms_top_k)
+    check_cap("max_predictions", max_predictions)
     if len(images) == 0:
         return []
 
@@ -196,50 +169,9 @@ def non_max_suppression(
     return _parallel_map(run, list(images.unbind(0)) if isinstance(images, Tensor) else images)
 
 
-def matrix_non_max_suppression(
-    pred: Tensor,
-    conf_thres: float = 0.1,
-    kernel: str = "gaussian",
-    sigma: float = 3.0,
-    max_num_of_detections: int = 500,
-) -> list[Tensor]:
-    """Matrix NMS (SOLOv2, arXiv:1912.04488) over raw output pred [B, N, 5 + C] -> B x [n, 6].
-
-    Each row's score is its best class score times its objectness. The ``max_num_of_detections`` best rows
-    per image are kept; each score is decayed by its overlap with higher-scored boxes of the same class
-    ("gaussian": exp(-sigma * iou^2), "linear": 1 - iou, both compensated by the suppressor's own overlap),
-    and rows whose decayed score is above ``conf_thres`` are returned as (x1, y1, x2, y2, score, class) in
-    order of their score before decay. An image without any row gives an empty [0, 6] tensor. Rows with a
-    NaN score or a non-finite box coordinate are never returned and decay no other row. The input is never
-    modified.
-    """
-    pred = _check_prediction("pred", pred)
-    if not isinstance(pred, Tensor):
-        raise TypeError("pred must be a tensor [batch, boxes, 5 + num_classes] for matrix NMS")
-    if kernel not in ("gaussian", "linear"):
-        raise ValueError(f"kernel must be 'gaussian' or 'linear', got {kernel!r}")
-    _check_cap("max_num_of_detections", max_num_of_detections)
-    work = pred.to(_compute_dtype(pred.dtype))
-    scores, labels = (work[..., 5:] * work[..., 4:5]).max(dim=2)
-    k = min(max_num_of_detections, work.shape[1])
-    if k == 0:
-        return [pred.new_zeros(0, 6) for _ in range(pred.shape[0])]
-    usable = torch.isfinite(work[..., :4]).all(dim=2) & ~scores.isnan()
-    scores, order = scores.masked_fill(~usable, float("-inf")).topk(k, dim=1)
-    labels = labels.gather(1, order)
-    boxes = cxcywh2xyxy(work[..., :4].gather(1, order[..., None].expand(-1, -1, 4)))
-
-    # ious[b, i, j]: overlap of row j with the higher-scored row i of the same class (0 elsewhere).
-    ious = calc_bbox_iou_matrix(boxes).mul_(labels[:, :, None] == labels[:, None, :])
-    ious = ious.nan_to_num_(nan=0.0).triu_(1)  # unusable rows decay nothing
-    compensate = ious.max(dim=1).values[:, :, None]
-    if kernel == "gaussian":
-        # min_i exp(-sigma * (iou_ij^2 - c_i^2)) is exp of -sigma times the max (min for sigma < 0) exponent
-        exponent = ious.square_().sub_(compensate.square())
-        worst = exponent.max(dim=1).values if sigma >= 0 else exponent.min(dim=1).values
-        decay = torch.exp(-sigma * worst)
-    else:
-        decay = ious.neg_().add_(1).div_((1 - compensate).clamp(min=1e-6)).min(dim=1).values
-    decayed = scores * decay
-    rows = torch.cat([boxes, decayed[..., None], labels[..., None].to(boxes.dtype)], dim=2)
-    return [image_rows[image_rows[:, 4] > conf_thres].to(pred.dtype) for image_rows in rows]
+__all__ = [
+    "DetectionPostPredictionCallback",
+    "NMS_Type",
+    "matrix_non_max_suppression",
+    "non_max_suppression",
+]
