@@ -73,8 +73,8 @@ def detection_curves(
     order = torch.argsort(-scores, stable=True)
     order = order[torch.argsort(segments[order], stable=True)]
     seg = segments[order]
-    tp = true_positive[order].T  # [C, N]
-    counted_cum = counted[order].T.cumsum(1, dtype=torch.int32) if scores.numel() else None
+    tp = true_positive[order].T.contiguous()  # [C, N]; row-contiguous makes the scans along N fast
+    counted_cum = counted[order].T.contiguous().cumsum(1, dtype=torch.int32) if scores.numel() else None
     seg_start = torch.searchsorted(seg, torch.arange(num_segments, device=device))
 
     cfg, row = tp.nonzero(as_tuple=True)  # TP entries sorted by config, then rank

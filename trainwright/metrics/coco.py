@@ -193,8 +193,9 @@ def _evaluate(t: dict[str, Tensor], num_categories: int) -> dict[str, float]:
     precision = curves.sampled_precision.view(num_categories, num_areas, num_thr, -1)
     valid = positives > 0  # [K, A]
     recall = {
-        m: _recall(true_positive & (rank < m)[:, None, None], category, positives, num_categories) for m in _MAX_DETS
+        m: _recall(true_positive[rank < m], category[rank < m], positives, num_categories) for m in _MAX_DETS[:-1]
     }
+    recall[_MAX_DETS[-1]] = curves.final_recall.view(num_categories, num_areas, num_thr)
     thr_50 = int(torch.nonzero(iou_thresholds == 0.5)[0])
     thr_75 = int(torch.nonzero(iou_thresholds == 0.75)[0])
     stats = [
@@ -209,9 +210,9 @@ def _evaluate(t: dict[str, Tensor], num_categories: int) -> dict[str, float]:
 
 
 def _recall(true_positive: Tensor, category: Tensor, positives: Tensor, num_categories: int) -> Tensor:
-    """Final recall [K, A, T] from true positives [D, A, T] and positives [K, A]."""
-    counts = torch.zeros((num_categories, *true_positive.shape[1:]), dtype=torch.long, device=category.device)
-    counts.index_add_(0, category, true_positive.long())
+    """Final recall [K, A, T] from true positives [D, A, T] of the detections kept and positives [K, A]."""
+    counts = torch.zeros((num_categories, *true_positive.shape[1:]), dtype=torch.int32, device=category.device)
+    counts.index_add_(0, category, true_positive.int())
     return counts.double() / positives.clamp(min=1)[:, :, None].double()
 
 

@@ -20,7 +20,7 @@ from torchmetrics.utilities import dim_zero_cat
 
 from trainwright.metrics.average_precision import coco_iou_thresholds
 from trainwright.metrics.detection_matching import (
-    check_predictions,
+    check_prediction_list,
     check_targets,
     compute_detection_matching,
     compute_img_detection_matching,
@@ -153,15 +153,9 @@ class DetectionMetrics(Metric):
         device = torch.device(device) if device is not None else self.device
         if self.post_prediction_callback is not None:
             preds = self.post_prediction_callback(preds, device=device)
-        if isinstance(preds, Tensor) and preds.ndim == 3:
-            preds = list(preds)
-        if isinstance(preds, (str, bytes)) or not isinstance(preds, Sequence):
-            raise TypeError(
-                f"predictions must be a list of [n, 6] tensors (or None) per image, got {type(preds).__name__}"
-            )
+        preds = check_prediction_list(preds, "predictions", self.num_cls)
         if inputs is not None and inputs.shape[0] != len(preds):
             raise ValueError(f"inputs has {inputs.shape[0]} images but the predictions cover {len(preds)}")
-        preds = [check_predictions(p, f"predictions[{i}]", self.num_cls) for i, p in enumerate(preds)]
         target = check_targets(target, "target", len(preds), self.num_cls)
         crowd_targets = check_targets(crowd_targets, "crowd_targets", len(preds), self.num_cls)
         height, width = self._image_size(inputs)

@@ -23,6 +23,7 @@ __all__ = [
     "compute_img_detection_matching",
     "compute_detection_matching",
     "check_predictions",
+    "check_prediction_list",
     "check_targets",
     "match_batch",
 ]
@@ -43,6 +44,32 @@ def get_top_k_idx_per_cls(preds_scores: Tensor, preds_cls: Tensor, top_k: int) -
 
 def check_predictions(preds: Tensor | None, name: str = "preds", num_cls: int | None = None) -> Tensor | None:
     """Validate one image's predictions [n, 6]; raise ValueError naming the problem."""
+    preds = _prediction_shape(preds, name)
+    if preds is not None and len(preds):
+        _check_prediction_values(preds, name, num_cls)
+    return preds
+
+
+def check_prediction_list(preds, name: str, num_cls: int | None = None) -> list[Tensor | None]:
+    """Validate per-image predictions (each [n, 6] or None) with one pass over their concatenation."""
+    if isinstance(preds, Tensor) and preds.ndim == 3:
+        preds = list(preds)
+    if isinstance(preds, (str, bytes)) or not isinstance(preds, Sequence):
+        raise TypeError(f"{name} must be a list of [n, 6] tensors (or None) per image, got {type(preds).__name__}")
+    preds = [_prediction_shape(p, f"{name}[{i}]") for i, p in enumerate(preds)]
+    present = [p for p in preds if p is not None and len(p)]
+    if present:
+        try:
+            _check_prediction_values(torch.cat(present), name, num_cls)
+        except ValueError:  # find the image to name it
+            for i, p in enumerate(preds):
+                check_predictions(p, f"{name}[{i}]", num_cls)
+            raise
+    return preds
+
+
+def _prediction_shape(preds: Tensor | None, name: str) -> Tensor | None:
+    """preds as [n, 6] (an empty tensor of any shape becomes [0, 6]) or None."""
     if preds is None:
         return None
     if not isinstance(preds, Tensor):
@@ -51,16 +78,19 @@ def check_predictions(preds: Tensor | None, name: str = "preds", num_cls: int | 
         return preds.reshape(0, 6)
     if preds.ndim != 2 or preds.shape[1] != 6:
         raise ValueError(f"{name} must have shape [n, 6] (x1, y1, x2, y2, confidence, class), got {tuple(preds.shape)}")
-    if torch.isnan(preds[:, 4]).any():
-        raise ValueError(
-            f"{name} has NaN confidence scores (rows {torch.nonzero(torch.isnan(preds[:, 4])).flatten()[:5].tolist()})"
-        )
+    return preds
+
+
+def _check_prediction_values(preds: Tensor, name: str, num_cls: int | None) -> None:
+    """Scores not NaN, finite boxes with x1 <= x2 and y1 <= y2, valid class ids."""
+    nan_rows = torch.isnan(preds[:, 4])
+    if nan_rows.any():
+        raise ValueError(f"{name} has NaN confidence scores (rows {torch.nonzero(nan_rows).flatten()[:5].tolist()})")
     if not torch.isfinite(preds[:, :4]).all():
         raise ValueError(f"{name} has non-finite box coordinates")
     if ((preds[:, 2] < preds[:, 0]) | (preds[:, 3] < preds[:, 1])).any():
         raise ValueError(f"{name} has boxes with x2 < x1 or y2 < y1; expected (x1, y1, x2, y2)")
     _check_classes(preds[:, 5], name, num_cls)
-    return preds
 
 
 def check_targets(targets: Tensor | None, name: str, num_images: int, num_cls: int | None = None) -> Tensor:
@@ -220,7 +250,7 @@ def compute_detection_matching(
     :return: one (preds_matched, preds_to_ignore, preds_scores, preds_cls, targets_cls) tuple per image, as
              compute_img_detection_matching returns them; all images are matched in one vectorised pass.
     """
-    output = [check_predictions(p, f"output[{i}]") for i, p in enumerate(output)]
+    output = check_prediction_list(output, "output")
     targets = check_targets(targets, "targets", len(output))
     crowd_targets = check_targets(crowd_targets, "crowd_targets", len(output))
     matched, ignored, scores, classes, image = match_batch(

@@ -83,20 +83,20 @@ def greedy_match(
     num_det, num_gt, num_settings = det_boxes.shape[0], gt_boxes.shape[0], gt_ignore.shape[1]
     thresholds = iou_thresholds.to(device=device, dtype=det_boxes.dtype)
     num_configs = num_settings * thresholds.numel()
-    chosen = torch.full((num_det * num_configs,), -1, dtype=torch.long, device=device)
+    matched = torch.zeros(num_det, num_configs, dtype=torch.bool, device=device)
+    matched_ignored = torch.zeros_like(matched)
     if num_det and num_gt:
         config_thr = thresholds.repeat(num_settings)
-        config_ignore = gt_ignore.repeat_interleave(thresholds.numel(), dim=1)
-        _match_in_rounds(
-            det_boxes, det_group, det_rank, gt_boxes, gt_group, gt_crowd, config_ignore, config_thr, chosen
+        config_ignore = gt_ignore.repeat_interleave(thresholds.numel(), dim=1)  # [G, C]
+        dets, chosen = _match_in_rounds(
+            det_boxes, det_group, det_rank, gt_boxes, gt_group, gt_crowd, config_ignore, config_thr
         )
-    chosen = chosen.view(num_det, num_settings, thresholds.numel())
-    matched = chosen >= 0
-    if num_gt == 0:
-        return matched, torch.zeros_like(matched)
-    setting_index = torch.arange(num_settings, device=device).view(1, -1, 1).expand_as(chosen)
-    matched_ignored = matched & gt_ignore[chosen.clamp(min=0), setting_index]
-    return matched, matched_ignored
+        found = chosen >= 0
+        configs = torch.arange(num_configs, device=device).expand_as(chosen)
+        matched[dets] = found
+        matched_ignored[dets] = found & config_ignore[chosen.clamp(min=0), configs]
+    shape = (num_det, num_settings, thresholds.numel())
+    return matched.view(shape), matched_ignored.view(shape)
 
 
 def _match_in_rounds(
@@ -108,9 +108,8 @@ def _match_in_rounds(
     gt_crowd: Tensor,
     config_ignore: Tensor,
     config_thr: Tensor,
-    chosen: Tensor,
-) -> None:
-    """Fill chosen [D * C] with the ground-truth index picked by each detection under each config (-1: none)."""
+) -> tuple[Tensor, Tensor]:
+    """The detections [D'] that have candidates and the ground truth each picks per config [D', C] (-1: none)."""
     device = det_boxes.device
     num_configs = config_thr.numel()
     pair_det, pair_gt = _candidate_pairs(det_group, gt_group)
@@ -145,7 +144,7 @@ def _match_in_rounds(
         rows = live.any(1)
         pair_det, pair_gt, pair_iou = pair_det[rows], pair_gt[rows], pair_iou[rows]
         pair_rank, pair_crowd, live = pair_rank[rows], pair_crowd[rows], live[rows]
-    chosen.view(-1, num_configs)[dets_with_pairs] = local_chosen.view(-1, num_configs)
+    return dets_with_pairs, local_chosen.view(-1, num_configs)
 
 
 def _choose(cand: Tensor, pair_gt: Tensor, pair_iou: Tensor, config_ignore: Tensor, det_slot: Tensor, chosen: Tensor):
