@@ -163,3 +163,15 @@ def test_batched_assignment_equals_per_image_assignment(seed, counts):
         torch.testing.assert_close(together.matched_iou[i], alone.matched_iou[0])
         # every foreground anchor of an image with boxes points at a real (valid) box
         assert valid[i, together.matched_gt[i, fg]].all()
+
+
+def test_box_far_outside_the_image_gets_no_anchor_and_breaks_nothing():
+    centers, strides = single_level_anchors()
+    gt = torch.tensor([[[-500.0, -500.0, 4.0, 4.0]], [[32.0, 32.0, 16.0, 16.0]]])
+    boxes = torch.tensor([32.0, 32.0, 16.0, 16.0]).repeat(2, centers.shape[0], 1)
+    scores = torch.full((2, centers.shape[0], 1), 0.5)
+    valid = torch.ones(2, 1, dtype=torch.bool)
+    result = simota_assign(boxes, scores, centers, strides, gt, torch.zeros(2, 1).long(), valid)
+    assert not result.fg_mask[0].any() and result.fg_mask[1].any()
+    alone = simota_assign(boxes[:1], scores[:1], centers, strides, gt[:1], torch.zeros(1, 1).long(), valid[:1])
+    assert not alone.fg_mask.any()
