@@ -7,6 +7,7 @@ torchvision pipeline (they must be identical). Times are the best of interleaved
 
     python benchmarks/nms.py            # full run (about a minute)
     python benchmarks/nms.py --quick    # tiny run (2 images, 2 repeats)
+    python benchmarks/nms.py --threads 1  # single-core work of each side
 """
 
 from __future__ import annotations
@@ -68,8 +69,12 @@ def best_times(fns: dict, repeats: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 images, 2 repeats")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for both sides (1 also runs our images one after the other)")
     args = parser.parse_args(argv)
     torch.set_flush_denormal(True)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     batch, repeats = (2, 2) if args.quick else (8, 7)
     raw = synthetic_yolox_output(batch_size=batch, num_classes=80, objects_per_image=30, image_size=640)
     print(f"input {tuple(raw.shape)}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
