@@ -82,9 +82,12 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    import pickle
+
     from trainwright.config import UnusedConfigParamException
 
-    return (UnusedConfigParamException, OSError, ValueError, TypeError, KeyError)
+    # pickle.UnpicklingError: a checkpoint refused by the weights-only reader (trainwright.checkpoints).
+    return (UnusedConfigParamException, OSError, ValueError, TypeError, KeyError, pickle.UnpicklingError)
 
 
 def main(argv: list[str] | None = None) -> int:
