@@ -16,7 +16,7 @@ $(VENV)/.installed-test: $(PY) pyproject.toml
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/trainwright demo
+	$(VENV)/bin/trainwright train
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q
