@@ -89,7 +89,13 @@ def test_experiment_directory_outputs(tmp_path, loaders):
         ema=True,
         ema_params={"decay": 0.5, "decay_type": "constant"},
     )
-    Trainer("out", tmp_path, "cpu").train(tiny_model(), params, *loaders, processing_params={"class_names": ["a", "b"]})
+    Trainer("out", tmp_path, "cpu").train(
+        tiny_model(),
+        params,
+        *loaders,
+        processing_params={"class_names": ["a", "b"]},
+        additional_configs_to_log={"dataset": "shapes"},
+    )
     exp = tmp_path / "out"
     names = set(os.listdir(exp))
     assert {
@@ -131,7 +137,8 @@ def test_experiment_directory_outputs(tmp_path, loaders):
         "valid/CrossEntropyLoss",
         "valid/MulticlassAccuracy",
     }
-    assert "Epoch 3/3" in (exp / "train_log.txt").read_text()
+    log = (exp / "train_log.txt").read_text()
+    assert "Epoch 3/3" in log and "additional_configs: {'dataset': 'shapes'}" in log
 
 
 class DictMetric(torchmetrics.Metric):

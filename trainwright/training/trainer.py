@@ -7,6 +7,7 @@ Read `train` top to bottom: setup (`TrainingRun`), then `_train_epoch` / `_evalu
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -107,9 +108,7 @@ class Trainer:
         callbacks.on_train_loader_start(ctx)
         bar = self._progress(run, run.train_loader_len, f"Train epoch {epoch}")
         seen, start = 0, time.perf_counter()
-        for batch_idx, batch in enumerate(run.train_loader):
-            if batch_idx >= run.train_loader_len:
-                break
+        for batch_idx, batch in enumerate(itertools.islice(run.train_loader, run.train_loader_len)):
             inputs, target, extras = move_to_device(unpack_batch(batch), run.device)
             ctx.update_context(batch_idx=batch_idx, inputs=inputs, target=target, additional_batch_items=extras)
             callbacks.on_train_batch_start(ctx)
@@ -167,9 +166,7 @@ class Trainer:
         getattr(callbacks, f"on_{phase}_loader_start")(ctx)
         total = len(loader) if max_batches is None else min(len(loader), max_batches)
         bar = self._progress(run, total, f"{phase.capitalize()} epoch {epoch}" if phase == "validation" else "Test")
-        for batch_idx, batch in enumerate(loader):
-            if batch_idx >= total:
-                break
+        for batch_idx, batch in enumerate(itertools.islice(loader, total)):
             inputs, target, extras = move_to_device(unpack_batch(batch), run.device)
             ctx.update_context(batch_idx=batch_idx, inputs=inputs, target=target, additional_batch_items=extras)
             getattr(callbacks, f"on_{phase}_batch_start")(ctx)
