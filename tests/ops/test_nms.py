@@ -316,3 +316,12 @@ def test_matrix_nms_best_scores_equal_the_products(poison):
         raw[0, 5, 4], raw[0, 5, 7] = 0.0, float("-inf")
     expected = (raw[..., 5:] * raw[..., 4:5]).max(dim=2).values
     torch.testing.assert_close(_best_scores(raw), expected, equal_nan=True, rtol=0, atol=0)
+
+
+def test_worker_threads_follow_the_callers_autograd_mode():
+    raw = raw_output(4, 50, 3, seed=21).requires_grad_()
+    with torch.no_grad():
+        assert not any(o.requires_grad for o in non_max_suppression(raw, 0.1, 0.5) if o is not None)
+    with torch.inference_mode():
+        assert all(o.is_inference() for o in non_max_suppression(raw.detach(), 0.1, 0.5) if o is not None)
+    assert all(o.requires_grad for o in non_max_suppression(raw, 0.1, 0.5) if o is not None)

@@ -127,8 +127,15 @@ def _parallel_map(fn: Callable[[Tensor], Tensor | None], images: Sequence[Tensor
     workers = min(len(images), torch.get_num_threads(), os.cpu_count() or 1)
     if workers < 2 or images[0].device.type != "cpu":
         return [fn(image) for image in images]
+    # Autograd and inference modes are per thread: the workers take the caller's.
+    grad_enabled, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+
+    def call(image: Tensor) -> Tensor | None:
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad_enabled):
+            return fn(image)
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(fn, images))
+        return list(pool.map(call, images))
 
 
 def non_max_suppression(
