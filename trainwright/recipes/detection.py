@@ -8,7 +8,8 @@ is generated or loaded. `build_detection_run` then builds the objects.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -82,7 +83,7 @@ def _plain(value):
     """A counting view read completely (every key counts as used) as plain dicts and lists."""
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)) or (hasattr(value, "__getitem__") and hasattr(value, "insert")):
+    if isinstance(value, Sequence) and not isinstance(value, str):
         return [_plain(v) for v in value]
     return value
 
@@ -97,9 +98,11 @@ def _section(cfg, name: str):
 
 
 def _required(section, prefix: str, key: str):
+    """section[key], or a RecipeError naming the dotted key (prefix "" for top-level keys) when it is unset."""
     value = section.get(key)
     if value is None or value == "???":
-        raise RecipeError(f"{prefix}.{key} is required; set it in the recipe or as {prefix}.{key}=VALUE")
+        name = f"{prefix}.{key}" if prefix else key
+        raise RecipeError(f"{name} is required; set it in the recipe or as {name}=VALUE")
     return value
 
 
@@ -139,7 +142,7 @@ def read_detection_recipe(recipe: DictConfig | Mapping) -> DetectionRecipe:
         train_loader, valid_loader = _section(cfg, "train_dataloader"), _section(cfg, "valid_dataloader")
         visualization = _section(cfg, "visualization")
         spec = DetectionRecipe(
-            experiment_name=str(_required(cfg, "recipe", "experiment_name")),
+            experiment_name=str(_required(cfg, "", "experiment_name")),
             ckpt_root_dir=str(cfg.get("ckpt_root_dir") or "checkpoints"),
             device=cfg.get("device"),
             num_threads=cfg.get("num_threads"),
@@ -189,9 +192,9 @@ def build_datasets(spec: DetectionRecipe) -> tuple[COCODetectionDataset, COCODet
     return train, valid
 
 
-def valid_data_location(spec: DetectionRecipe, valid: COCODetectionDataset) -> dict:
-    """Where the validation split lives, saved with checkpoints so `trainwright evaluate` finds it."""
-    return {"images_dir": valid.images_dir, "annotations_file": valid.annotations_file}
+def valid_data_location(valid: COCODetectionDataset) -> dict:
+    """Where the validation split lives (absolute paths), saved with checkpoints so `trainwright evaluate` finds it."""
+    return {"images_dir": os.path.abspath(valid.images_dir), "annotations_file": os.path.abspath(valid.annotations_file)}
 
 
 def build_detection_run(spec: DetectionRecipe) -> DetectionRun:
@@ -226,5 +229,5 @@ def build_detection_run(spec: DetectionRecipe) -> DetectionRun:
     ]
     params["phase_callbacks"] = callbacks
     processing = {**train.processing_params, "architecture": spec.architecture, "arch_params": spec.arch_params,
-                  "valid_data": valid_data_location(spec, valid), "postprocess": dict(spec.postprocess)}
+                  "valid_data": valid_data_location(valid), "postprocess": dict(spec.postprocess)}
     return DetectionRun(spec, model, train_loader, valid_loader, params, processing, names)
