@@ -2,7 +2,7 @@
 
 `DetectionMetrics` post-processes the model output with its callback, matches predictions to targets batch by
 batch (COCO's greedy rule, crowd regions ignored, top_k predictions per class and image) and keeps only the
-matching results of the predictions that count, so memory grows with the kept predictions, never with images.
+matching results of the predictions that count (and the target classes), never images or boxes.
 States are torchmetrics list states concatenated across processes, so 1 or N processes give the same numbers.
 
 The matching and scoring functions of the reference API are re-exported here.
@@ -130,7 +130,7 @@ class DetectionMetrics(Metric):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
     def _range_suffix(self) -> str:
-        """ "@0.50" for one threshold, "@first:last" for several."""
+        """The key suffix: '@0.50' for one threshold, '@first:last' (e.g. '@0.50:0.95') for several."""
         first, last = float(self.iou_thresholds[0]), float(self.iou_thresholds[-1])
         return f"@{first:.2f}" if self.iou_thresholds.numel() == 1 else f"@{first:.2f}:{last:.2f}"
 
