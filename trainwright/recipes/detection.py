@@ -157,7 +157,8 @@ def read_detection_recipe(recipe: DictConfig | Mapping) -> DetectionRecipe:
                           "num_workers": int(valid_loader.get("num_workers", 0))},
             postprocess=_read_known(_section(cfg, "postprocess"), _POSTPROCESS_KEYS),
             visualization={"freq": int(visualization.get("freq", 1)),
-                           "num_images": int(visualization.get("num_images", 8))},
+                           "num_images": int(visualization.get("num_images", 8)),
+                           "conf": float(visualization.get("conf", 0.3))},
             training_params=_read_training_params(_section(cfg, "training_params")),
         )
     return spec
@@ -218,7 +219,8 @@ def build_detection_run(spec: DetectionRecipe) -> DetectionRun:
         callbacks.append(YoloXTrainingStageSwitchCallback(int(spec.mosaic_off_epoch)))
     if spec.visualization["freq"] > 0:
         callbacks.append(DetectionVisualizationCallback(
-            Phase.VALIDATION_BATCH_END, spec.visualization["freq"], post, names,
+            Phase.VALIDATION_BATCH_END, spec.visualization["freq"],
+            YoloXPostPredictionCallback(**{**spec.postprocess, "conf": spec.visualization["conf"]}), names,
             last_img_idx_in_batch=spec.visualization["num_images"], save_images=True))
     params: dict[str, Any] = dict(spec.training_params)
     params["criterion_params"] = {"num_classes": len(names), "strides": list(model.strides),
