@@ -15,10 +15,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser(
         "train", help="train a model as a recipe describes (default: YOLOX-N on the built-in shapes data)",
+        usage="trainwright train [-h] [--list-recipes] [RECIPE] [key=value ...]",
         description="Train as RECIPE (a shipped recipe name or a YAML file) describes, with any key overridden "
                     "as key=value (OmegaConf dotted keys, YAML values), e.g. training_params.max_epochs=3. "
                     "Prints the experiment directory as the last line.")
-    train.add_argument("args", nargs="*", metavar="[RECIPE] [key=value ...]",
+    train.add_argument("args", nargs="*", metavar="RECIPE key=value",
                        help="recipe name or path (default: yolox_n_shapes), then overrides")
     train.add_argument("--list-recipes", action="store_true", help="list the shipped recipes and exit")
     train.set_defaults(handler=_run_train)
