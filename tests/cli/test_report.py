@@ -1,0 +1,51 @@
+"""The per-epoch table and the curves PNG of `trainwright train`."""
+
+import cv2
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from trainwright.callbacks.base import PhaseContext
+from trainwright.cli.report import TrainingReport, plot_results
+
+
+def _context(epoch, metrics=None, lr=0.01):
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    params = OmegaConf.create({"max_epochs": 3, "max_train_batches": None, "max_valid_batches": None})
+    return PhaseContext(epoch=epoch, metrics_dict=metrics or {}, optimizer=optimizer, training_params=params,
+                        train_loader=[0, 1], valid_loader=[0], checkpoints_dir_path=None)
+
+
+def test_table_has_a_row_per_epoch_with_dashes_when_not_validated(capsys):
+    report = TrainingReport(show=True, plot=False)
+    train = {"Loss/iou": 2.5, "Loss/obj": 1.25, "Loss/num_fg": 3.0, "Loss/loss": 3.75}
+    report.on_train_loader_start(_context(0))
+    report.on_train_loader_end(_context(0, train, lr=0.02))
+    report.on_validation_loader_start(_context(0))
+    report.on_validation_loader_end(_context(0, {"mAP@0.50": 0.5, "mAP@0.50:0.95": 0.25, "Loss/iou": 9.0}))
+    report.on_train_loader_start(_context(1))
+    report.on_train_loader_end(_context(1, train, lr=0.005))
+    report.on_training_end(_context(1))  # epoch 2 had no validation
+    lines = [line.split() for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert lines[0] == ["epoch", "iou", "obj", "loss", "mAP@0.50", "mAP@0.50:0.95", "lr", "time"]
+    assert lines[1][:7] == ["1", "2.5000", "1.2500", "3.7500", "0.5000", "0.2500", "2.00e-02"]
+    assert lines[2][:7] == ["2", "2.5000", "1.2500", "3.7500", "-", "-", "5.00e-03"]
+    assert len(lines) == 3
+
+
+def test_silent_report_prints_nothing(capsys):
+    report = TrainingReport(show=False, plot=False)
+    report.on_train_loader_start(_context(0))
+    report.on_train_loader_end(_context(0, {"Loss/iou": 1.0}))
+    report.on_training_end(_context(0))
+    assert capsys.readouterr().out == ""
+
+
+def test_plot_results_writes_a_png(tmp_path):
+    csv_path = tmp_path / "results.csv"
+    csv_path.write_text("epoch,lr,train/L/iou,train/L/l1,valid/L/iou,valid/mAP@0.50,valid/mAP@0.50:0.95\n"
+                        "0,0.1,2.0,0.0,2.5,0.1,0.05\n1,0.05,1.0,0.0,1.5,,\n2,0.01,0.5,0.3,0.9,0.6,0.3\n")
+    plot_results(csv_path, tmp_path / "curves.png")
+    image = cv2.imread(str(tmp_path / "curves.png"))
+    assert image is not None and image.shape[0] > 200 and image.shape[1] > 400
+    assert len(np.unique(image.reshape(-1, 3), axis=0)) > 10  # something was drawn
