@@ -32,7 +32,7 @@ def test_yolox_with_detection_metrics_and_stage_switch(tmp_path):
             return 2
 
         def __getitem__(self, i):
-            return torch.full((3, 64, 64), 100.0 * i), torch.tensor([[i, 1, 32, 32, 20, 20]], dtype=torch.float32)
+            return torch.full((3, 32, 32), 100.0 * i), torch.tensor([[i, 1, 16, 16, 12, 12]], dtype=torch.float32)
 
     def collate(items):
         images = torch.stack([im for im, _ in items])
