@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import tiny_run_overrides, tiny_shapes_overrides, write_coco_split
+from cli_helpers import tiny_run_overrides, tiny_shapes_overrides, write_coco_split
 
 from trainwright.cli import main
 
