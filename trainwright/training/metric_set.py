@@ -81,8 +81,10 @@ class LossAverager:
         self.count = 0
 
     def update(self, components: torch.Tensor, batch_size: int) -> None:
-        weighted = components.detach().float() * batch_size
-        self.sum = weighted if self.sum is None else self.sum + weighted
+        if self.sum is None:
+            self.sum = components.detach().float() * batch_size
+        else:
+            self.sum.add_(components.detach(), alpha=batch_size)
         self.count += batch_size
 
     def compute(self, names: list[str]) -> dict[str, float]:

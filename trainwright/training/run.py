@@ -3,8 +3,10 @@ best-metric tracking and resume. The loop itself lives in `trainer.py`."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+import math
 import os
 import random
 from collections.abc import Mapping
@@ -181,11 +183,17 @@ class TrainingRun:
     # --- per batch / per epoch ------------------------------------------------------------------------------------
 
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=bool(self.params.mixed_precision))
+        """The forward-pass context: autocast when mixed_precision is on, else nothing."""
+        if not self.params.mixed_precision:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def check_finite(self, loss: torch.Tensor, epoch: int, batch_idx: int) -> None:
         """Stop with an error naming the epoch and batch when the loss is NaN or infinite."""
-        if not bool(torch.isfinite(loss.detach()).all()):
+        value = loss.detach()
+        # One scalar read is far cheaper than isfinite + all + bool on a per-batch path.
+        finite = math.isfinite(value.item()) if value.numel() == 1 else bool(torch.isfinite(value).all())
+        if not finite:
             raise FloatingPointError(
                 f"loss is {loss.detach().float().cpu().tolist()} at epoch {epoch}, batch {batch_idx}: training stopped"
                 f"; the last good checkpoint (if any) is {os.path.join(self.experiment_dir, 'ckpt_latest.pth')}"

@@ -7,6 +7,7 @@ Read `train` top to bottom: setup (`TrainingRun`), then `_train_epoch` / `_evalu
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -233,7 +234,7 @@ class _EvalRun:
         self.params = SimpleNamespace(silent_mode=silent_mode)
 
     def autocast(self):
-        return torch.autocast(self.device.type, enabled=False)
+        return contextlib.nullcontext()
 
     def loss_names(self, losses: LossAverager) -> list[str]:
         return loss_item_names(self.criterion, 0 if losses.sum is None else losses.sum.numel())
