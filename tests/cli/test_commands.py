@@ -7,11 +7,21 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from cli_helpers import tiny_run_overrides, tiny_shapes_overrides, write_coco_split
 
 from trainwright.cli import main
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: one thread is as fast, and immune to OpenMP spinning on a busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def run_cli(args: list[str]) -> tuple[int, str, str]:
