@@ -19,12 +19,14 @@ __all__ = ["run_predict", "output_names"]
 
 def output_names(paths: list[str]) -> list[str]:
     """`<stem>.jpg` per input image; a stem seen before gets `_2`, `_3`, ... so no output overwrites another."""
-    seen: dict[str, int] = {}
-    names = []
+    names: list[str] = []
     for path in paths:
-        stem = Path(path).stem
-        seen[stem] = seen.get(stem, 0) + 1
-        names.append(f"{stem}.jpg" if seen[stem] == 1 else f"{stem}_{seen[stem]}.jpg")
+        stem, n = Path(path).stem, 1
+        name = f"{stem}.jpg"
+        while name in names:
+            n += 1
+            name = f"{stem}_{n}.jpg"
+        names.append(name)
     return names
 
 
