@@ -43,7 +43,7 @@ def test_silent_report_prints_nothing(capsys):
 
 def test_plot_results_writes_a_png(tmp_path):
     csv_path = tmp_path / "results.csv"
-    csv_path.write_text("epoch,lr,train/L/iou,train/L/l1,valid/L/iou,valid/mAP@0.50,valid/mAP@0.50:0.95\n"
+    csv_path.write_text("epoch,lr,L/iou,L/l1,valid/L/iou,mAP@0.50,mAP@0.50:0.95\n"
                         "0,0.1,2.0,0.0,2.5,0.1,0.05\n1,0.05,1.0,0.0,1.5,,\n2,0.01,0.5,0.3,0.9,0.6,0.3\n")
     plot_results(csv_path, tmp_path / "curves.png")
     image = cv2.imread(str(tmp_path / "curves.png"))

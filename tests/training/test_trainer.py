@@ -133,9 +133,9 @@ def test_experiment_directory_outputs(tmp_path, loaders):
     assert set(rows[0]) == {
         "epoch",
         "lr",
-        "train/CrossEntropyLoss",
+        "CrossEntropyLoss",
         "valid/CrossEntropyLoss",
-        "valid/MulticlassAccuracy",
+        "MulticlassAccuracy",
     }
     log = (exp / "train_log.txt").read_text()
     assert "Epoch 3/3" in log and "additional_configs: {'dataset': 'shapes'}" in log

@@ -159,14 +159,15 @@ def plot_results(csv_path: str | os.PathLike, png_path: str | os.PathLike) -> No
     losses, maps = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
     parts: list[str] = []  # one colour per loss part, solid for train, dashed for valid
     for name, values in columns.items():
-        phase, _, metric = name.partition("/")
-        part = _short(metric)
-        if phase in ("train", "valid") and "/" in metric and part != "num_fg" and any(v > 0 for v in values):
+        # results.csv: training loss parts as "Loss/part", validation ones as "valid/Loss/part", mAPs by name
+        phase, loss_part = ("valid", name[len("valid/"):]) if name.startswith("valid/") else ("train", name)
+        part = _short(loss_part)
+        if "/" in loss_part and not name.startswith("train/") and part != "num_fg" and any(v > 0 for v in values):
             parts += [part] if part not in parts else []
             losses.plot(epochs, values, marker=".", linestyle="-" if phase == "train" else "--",
                         color=f"C{parts.index(part)}", label=f"{phase} {part}")
-        elif phase == "valid" and metric in _METRICS:
-            maps.plot(epochs, values, marker="o", label=metric)
+        elif name in _METRICS:
+            maps.plot(epochs, values, marker="o", label=name)
     losses.set(title="loss (train solid, valid dashed)", xlabel="epoch", yscale="log")
     maps.set(title="validation mAP", xlabel="epoch", ylim=(0, 1))
     for axes in (losses, maps):

@@ -59,6 +59,17 @@ def move_to_device(obj, device: torch.device):
     return obj
 
 
+def results_row(lr: float, train_results: Mapping, valid_results: Mapping, loss_names) -> dict[str, object]:
+    """One results.csv row: training loss parts and validation metrics under their own names (`mAP@0.50`).
+
+    The rest is prefixed by its phase so no column is ambiguous: `valid/<loss part>`, `train/<metric>`.
+    """
+    row: dict[str, object] = {"lr": lr}
+    row.update({k if k in loss_names else f"train/{k}": v for k, v in train_results.items()})
+    row.update({f"valid/{k}" if k in loss_names else k: v for k, v in valid_results.items()})
+    return row
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
 
@@ -279,7 +290,7 @@ class TrainingRun:
         values = {"lr": lr, **{f"train/{k}": v for k, v in train_results.items()},
                   **{f"valid/{k}": v for k, v in valid_results.items()}}  # fmt: skip
         self.sg_logger.add_scalars(values, global_step=epoch)
-        self.results_csv.add_row(epoch, values)
+        self.results_csv.add_row(epoch, results_row(lr, train_results, valid_results, self._loss_names))
         parts = [f"Epoch {epoch + 1}/{self.params.max_epochs}", f"lr {lr:.4g}"]
         parts += [f"train {k} {v:.4f}" for k, v in train_results.items()]
         parts += [f"valid {k} {v:.4f}" for k, v in valid_results.items()]
