@@ -263,13 +263,13 @@ def test_unsafe_pickle_is_refused_without_running_it(tmp_path, fmt):
         assert marker.is_dir()
 
 
-@pytest.mark.parametrize("kind", ["empty", "truncated", "not_a_zip", "truncated_header"])
+@pytest.mark.parametrize("kind", ["empty", "truncated", "not_a_zip", "truncated_header", "random_bytes"])
 def test_corrupt_files_are_reported_with_their_name(tmp_path, kind):
     good = tmp_path / "good.pth"
     torch.save({"net": _state(Tiny(), 0)}, good)
     data = good.read_bytes()
     content = {"empty": b"", "truncated": data[: len(data) // 2], "not_a_zip": b"these are not the weights",
-               "truncated_header": data[:10]}[kind]
+               "truncated_header": data[:10], "random_bytes": bytes(range(256)) * 4}[kind]
     path = tmp_path / f"{kind}.pth"
     path.write_bytes(content)
     with pytest.raises(CorruptCheckpointError, match=f"{kind}.pth"):

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from trainwright.logging.files import atomic_torch_save, atomic_write
 from trainwright.nn.state_dict import (
     StrictLoad,
     WeightTransferReport,
@@ -97,6 +98,11 @@ def read_ckpt_state_dict(ckpt_path, device: str | torch.device = "cpu", *, allow
     try:
         return torch.load(path, map_location=device, weights_only=not allow_unsafe_pickle)
     except pickle.UnpicklingError as error:
+        if "global" not in str(error).lower():  # only a GLOBAL (a class or function to import) needs trust
+            reason = [line.strip() for line in str(error).splitlines() if "nsupported" in line] or [str(error)[:200]]
+            raise CorruptCheckpointError(
+                f"checkpoint {path} could not be read: it is corrupt or not a torch checkpoint ({reason[0]})"
+            ) from error
         details = [line.strip() for line in str(error).splitlines() if "nsupported" in line or "GLOBAL" in line]
         raise UnsafeCheckpointError(
             f"refused to read checkpoint {path}: it holds objects beyond tensors and plain containers "
@@ -203,24 +209,15 @@ def copy_ckpt_to_local_folder(
             raise FileNotFoundError(f"checkpoint not found: {source}")
     if load_weights_only:
         checkpoint = read_ckpt_state_dict(source)
-        _atomic_torch_save({"net": extract_weights(checkpoint, source)}, target)
+        atomic_torch_save({"net": extract_weights(checkpoint, source)}, target)
     elif source.resolve() != target.resolve():
-        fd, tmp_name = tempfile.mkstemp(dir=target_dir, prefix=f".{target.name}.", suffix=".part")
-        os.close(fd)
-        shutil.copyfile(source, tmp_name)
-        os.replace(tmp_name, target)
+        atomic_write(target, lambda out: _copy_file_into(source, out))
     return str(target)
 
 
-def _atomic_torch_save(obj, target: Path) -> None:
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp_name)
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+def _copy_file_into(source: Path, out) -> None:
+    with open(source, "rb") as src:
+        shutil.copyfileobj(src, out)
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -23,6 +23,12 @@ def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]  # no temporary file left behind
 
 
+def test_atomic_write_gives_the_permissions_a_plain_open_would(tmp_path):
+    atomic_write(tmp_path / "atomic.txt", lambda f: f.write(b"x"))
+    (tmp_path / "plain.txt").write_bytes(b"x")
+    assert (tmp_path / "atomic.txt").stat().st_mode == (tmp_path / "plain.txt").stat().st_mode
+
+
 def test_atomic_torch_save_round_trips(tmp_path):
     atomic_torch_save({"a": torch.arange(3)}, tmp_path / "sub" / "c.pth")
     assert torch.equal(torch.load(tmp_path / "sub" / "c.pth", weights_only=True)["a"], torch.arange(3))

@@ -12,6 +12,9 @@ from pathlib import Path
 
 __all__ = ["atomic_write", "atomic_torch_save", "ResultsCSV", "attach_text_log"]
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], None]) -> None:
     """Run `write(file)` on a temporary file beside `path`, fsync it, then rename it over `path`.
@@ -26,6 +29,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], N
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes owner-only files; give the permissions open() would
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
