@@ -26,7 +26,7 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed
 	$(PIP) install -q -e ".[bench]"
-	$(PY) benchmarks/nms.py
+	for b in nms map trainer_overhead yolox data; do $(PY) benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
