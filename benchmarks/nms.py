@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import torch
 import torchvision
+from timing import best_interleaved
 
-from trainwright.cli.demo import same_detections, synthetic_yolox_output
+from trainwright.cli.demo import same_detections, synthetic_yolox_output, torchvision_pipeline
 from trainwright.ops.nms import matrix_non_max_suppression, non_max_suppression
 
 IOU = 0.6
@@ -27,17 +27,7 @@ IOU = 0.6
 
 def torchvision_multi_label(raw: torch.Tensor, conf: float) -> list[torch.Tensor | None]:
     """Decode, confidence filter (every class above conf), per-image torchvision batched_nms."""
-    results: list[torch.Tensor | None] = []
-    for image in raw:
-        rows = image[image[:, 4] > conf]
-        scores = rows[:, 5:] * rows[:, 4:5]
-        box_idx, classes = (scores > conf).nonzero(as_tuple=True)
-        boxes = torchvision.ops.box_convert(rows[box_idx, :4], "cxcywh", "xyxy")
-        kept_scores = scores[box_idx, classes]
-        keep = torchvision.ops.batched_nms(boxes, kept_scores, classes, IOU)
-        out = torch.cat([boxes[keep], kept_scores[keep, None], classes[keep, None].float()], dim=1)
-        results.append(out if out.shape[0] else None)
-    return results
+    return torchvision_pipeline(raw, conf, IOU)
 
 
 def torchvision_single_label(raw: torch.Tensor, conf: float) -> list[torch.Tensor | None]:
@@ -53,17 +43,6 @@ def torchvision_single_label(raw: torch.Tensor, conf: float) -> list[torch.Tenso
         out = torch.cat([boxes[keep], scores[keep, None], classes[keep, None].float()], dim=1)
         results.append(out if out.shape[0] else None)
     return results
-
-
-def best_times(fns: dict, repeats: int) -> dict:
-    """Best wall time of each function, running them interleaved so that machine noise hits all alike."""
-    best = dict.fromkeys(fns, float("inf"))
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             "ours_single": lambda conf=conf: non_max_suppression(raw, conf, IOU, False, True),
             "ours_matrix": lambda conf=conf: matrix_non_max_suppression(raw, conf),
         }
-        times = best_times(fns, repeats)
+        times = best_interleaved(fns, repeats)
         same_multi = same_detections(fns["ours_multi"](), fns["tv_multi"]())
         same_single = same_detections(fns["ours_single"](), fns["tv_single"]())
         all_same &= same_multi and same_single

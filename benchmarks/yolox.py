@@ -22,6 +22,7 @@ import time
 import torch
 import torch.nn.functional as F
 import torchvision
+from timing import best_interleaved, best_of
 
 import trainwright.models.detection.yolox_loss as yolox_loss_module
 from trainwright.models import get_model
@@ -87,26 +88,6 @@ class AssignmentTimer:
         self.seconds += time.perf_counter() - start
         self.last = (args, result)
         return result
-
-
-def best_of(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def best_interleaved(fns: dict, repeats: int) -> dict:
-    """Best wall time of each function, run in turns so that machine noise hits all alike."""
-    best = dict.fromkeys(fns, float("inf"))
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
 
 
 def measure(name: str, size: int, batch: int, repeats: int, timer: AssignmentTimer) -> dict:
