@@ -32,7 +32,8 @@ except ImportError:  # the model zoo is optional for this benchmark
 
 def loader_images_per_s(size: int, root: str, batch_size: int, batches: int, workers: int) -> tuple[float, tuple]:
     """Images/s of the training loader at size x size, and one of its batches for the training step."""
-    dataset = ShapesDetectionDataset("train", root=root, image_size=size, num_train=64, num_val=1,
+    num_images = batch_size * (batches + 1)  # the warm-up batch and the timed ones, each image seen once
+    dataset = ShapesDetectionDataset("train", root=root, image_size=size, num_train=num_images, num_val=1,
                                      min_object_size=size // 8, max_object_size=size * 2 // 5,
                                      transforms=detection_train_transforms((size, size), mixup_prob=0.5))
     loader = build_detection_loader(dataset, batch_size, shuffle=True, num_workers=workers, seed=0, drop_last=True)
