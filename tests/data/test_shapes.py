@@ -22,6 +22,12 @@ def test_generation_is_deterministic_and_cached(tmp_path, tiny_shapes_params):
     assert [p.name for p in (tmp_path / "a").iterdir()] == [a.name]  # no temp folder left behind
 
 
+def test_generated_folder_has_the_permissions_of_a_plain_mkdir(tmp_path, tiny_shapes_params):
+    folder = generate_shapes_dataset(ShapesConfig(**tiny_shapes_params), tmp_path / "cache")
+    (tmp_path / "plain").mkdir()
+    assert folder.stat().st_mode == (tmp_path / "plain").stat().st_mode
+
+
 def test_changed_parameters_give_a_new_folder(tmp_path, tiny_shapes_params):
     a = generate_shapes_dataset(ShapesConfig(**tiny_shapes_params), tmp_path)
     b = generate_shapes_dataset(ShapesConfig(**{**tiny_shapes_params, "generation_seed": 1}), tmp_path)

@@ -196,6 +196,7 @@ def generate_shapes_dataset(config: ShapesConfig | None = None, root=None) -> Pa
         manifest = {"generator_version": GENERATOR_VERSION, "classes": list(SHAPE_CLASSES),
                     "config": dataclasses.asdict(config)}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        tmp.chmod(0o777 & ~_current_umask())  # mkdtemp makes an owner-only folder; give what mkdir would
         try:
             os.rename(tmp, folder)
         except OSError:
@@ -235,3 +236,9 @@ class ShapesDetectionDataset(COCODetectionDataset):
         super().__init__(folder / "images" / split, folder / "annotations" / f"instances_{split}.json",
                          input_size=size, transforms=transforms, with_crowd=with_crowd, cache_images=cache_images,
                          seed=seed)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

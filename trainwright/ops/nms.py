@@ -134,8 +134,21 @@ def _parallel_map(fn: Callable[[Tensor], Tensor | None], images: Sequence[Tensor
         with torch.inference_mode(inference), torch.set_grad_enabled(grad_enabled):
             return fn(image)
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(call, images))
+    return list(_thread_pool(workers).map(call, images))
+
+
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+
+
+def _thread_pool(workers: int) -> ThreadPoolExecutor:
+    """A pool kept across calls (starting threads costs about as much as NMS on a small image).
+
+    Keyed by process id too: a forked child (a DataLoader worker, say) must not reuse its parent's dead threads.
+    """
+    key = (os.getpid(), workers)
+    if key not in _POOLS:
+        _POOLS[key] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="trainwright-nms")
+    return _POOLS[key]
 
 
 def non_max_suppression(

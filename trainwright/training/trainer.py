@@ -131,7 +131,7 @@ class Trainer:
             seen += len(inputs)
             bar.update(1)
             if not bar.disable and (batch_idx % 10 == 0 or batch_idx == run.train_loader_len - 1):
-                bar.set_postfix(loss=f"{float(loss):.4f}", img_s=f"{seen / (time.perf_counter() - start):.1f}")
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}", img_s=f"{seen / (time.perf_counter() - start):.1f}")
         bar.close()
         names = run.loss_names(losses)
         results = {**losses.compute(names), **(run.train_metrics.compute() if len(run.train_metrics) else {})}
