@@ -139,9 +139,7 @@ CONTRACT = {
 
 # Names of the contract not built yet. Remove a name here when it lands in trainwright.utils.
 PENDING = {
-    "BinarySegmentationVisualizationCallback",
     "ModelConversionCheckCallback",
-    "RoboflowResultCallback",
     "DeciLabUploadCallback",
     "PPYoloETrainingStageSwitchCallback",
 }

@@ -101,6 +101,10 @@ from trainwright.callbacks.stage_switch import TrainingStageSwitchCallbackBase, 
 
 # --- callbacks: visualisation ---------------------------------------------------------------------
 from trainwright.callbacks.visualization import DetectionVisualizationCallback
+from trainwright.callbacks.segmentation_visualization import BinarySegmentationVisualizationCallback
+
+# --- callbacks: results ---------------------------------------------------------------------------
+from trainwright.callbacks.results import RoboflowResultCallback
 
 # --- models ---------------------------------------------------------------------------------------
 from trainwright.models.detection.anchors import Anchors
