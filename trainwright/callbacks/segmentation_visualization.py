@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from trainwright.callbacks.base import Phase, PhaseCallback, PhaseContext
+from trainwright.callbacks.base import PhaseContext
+from trainwright.callbacks.visualization import BatchVisualizationCallback
 from trainwright.visualization.detection import undo_image_preprocessing
 
 IGNORED_GRAY = 128  # target values other than 0 and 1 (an ignore label) are drawn gray
@@ -37,7 +38,7 @@ def binary_segmentation_panels(inputs: torch.Tensor, logits: torch.Tensor, targe
     return np.ascontiguousarray(np.concatenate([images, *mask_rgb], axis=2))
 
 
-class BinarySegmentationVisualizationCallback(PhaseCallback):
+class BinarySegmentationVisualizationCallback(BatchVisualizationCallback):
     """At ``phase``, on batch ``batch_idx`` of every ``freq``-th epoch, log input | prediction | ground truth.
 
     phase: when to run, usually Phase.VALIDATION_BATCH_END (it reads context.inputs, preds and target).
@@ -49,26 +50,11 @@ class BinarySegmentationVisualizationCallback(PhaseCallback):
     under the tag "<phase name>_segmentation_batch_<batch_idx>".
     """
 
-    def __init__(self, phase: Phase | str, freq: int, batch_idx: int = 0, last_img_idx_in_batch: int = -1):
-        super().__init__(phase)
-        if int(freq) < 1:
-            raise ValueError(f"freq must be a positive number of epochs, got {freq!r}")
-        if last_img_idx_in_batch != -1 and last_img_idx_in_batch < 1:
-            raise ValueError(f"last_img_idx_in_batch must be -1 (whole batch) or >= 1, got {last_img_idx_in_batch!r}")
-        self.freq = int(freq)
-        self.batch_idx = batch_idx
-        self.last_img_idx_in_batch = last_img_idx_in_batch
+    kind = "segmentation"
 
-    @property
-    def tag(self) -> str:
-        return f"{self.phase.name}_segmentation_batch_{self.batch_idx}"
-
-    def __call__(self, context: PhaseContext) -> None:
-        if context.epoch is None or context.epoch % self.freq != 0 or context.batch_idx != self.batch_idx:
-            return
+    def draw(self, context: PhaseContext, stop: int | None) -> None:
         if context.sg_logger is None:
             return
         preds = context.preds[0] if isinstance(context.preds, (tuple, list)) else context.preds
-        stop = None if self.last_img_idx_in_batch == -1 else self.last_img_idx_in_batch
         panels = binary_segmentation_panels(context.inputs[:stop], preds[:stop], context.target[:stop])
         context.sg_logger.add_images(tag=self.tag, images=panels, data_format="NHWC", global_step=context.epoch)

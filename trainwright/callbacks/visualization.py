@@ -10,7 +10,39 @@ from trainwright.callbacks.base import Phase, PhaseCallback, PhaseContext
 from trainwright.visualization.detection import DetectionVisualization, write_images
 
 
-class DetectionVisualizationCallback(PhaseCallback):
+class BatchVisualizationCallback(PhaseCallback):
+    """Base of the drawing callbacks: runs ``draw(context, stop)`` at ``phase`` on batch ``batch_idx`` of every
+    ``freq``-th epoch (epochs 0, freq, 2*freq, ...), for images [0, stop) of the batch (stop None: all).
+
+    Subclasses set ``kind`` (the logger tag is "<phase name>_<kind>_batch_<batch_idx>") and implement ``draw``.
+    """
+
+    kind = "batch"
+
+    def __init__(self, phase: Phase | str, freq: int, batch_idx: int = 0, last_img_idx_in_batch: int = -1):
+        super().__init__(phase)
+        if int(freq) < 1:
+            raise ValueError(f"freq must be a positive number of epochs, got {freq!r}")
+        if last_img_idx_in_batch != -1 and last_img_idx_in_batch < 1:
+            raise ValueError(f"last_img_idx_in_batch must be -1 (whole batch) or >= 1, got {last_img_idx_in_batch!r}")
+        self.freq = int(freq)
+        self.batch_idx = batch_idx
+        self.last_img_idx_in_batch = last_img_idx_in_batch
+
+    @property
+    def tag(self) -> str:
+        return f"{self.phase.name}_{self.kind}_batch_{self.batch_idx}"
+
+    def __call__(self, context: PhaseContext) -> None:
+        if context.epoch is None or context.epoch % self.freq != 0 or context.batch_idx != self.batch_idx:
+            return
+        self.draw(context, None if self.last_img_idx_in_batch == -1 else self.last_img_idx_in_batch)
+
+    def draw(self, context: PhaseContext, stop: int | None) -> None:
+        raise NotImplementedError
+
+
+class DetectionVisualizationCallback(BatchVisualizationCallback):
     """At ``phase``, on batch ``batch_idx`` of every ``freq``-th epoch, draw predictions and ground truth.
 
     phase: when to run, usually Phase.VALIDATION_BATCH_END.
@@ -24,28 +56,16 @@ class DetectionVisualizationCallback(PhaseCallback):
     global_step=epoch) under the tag "<phase name>_detection_batch_<batch_idx>".
     """
 
+    kind = "detection"
+
     def __init__(self, phase: Phase | str, freq: int, post_prediction_callback, classes: list, batch_idx: int = 0,
                  last_img_idx_in_batch: int = -1, *, save_images: bool = False):
-        super().__init__(phase)
-        if int(freq) < 1:
-            raise ValueError(f"freq must be a positive number of epochs, got {freq!r}")
-        if last_img_idx_in_batch != -1 and last_img_idx_in_batch < 1:
-            raise ValueError(f"last_img_idx_in_batch must be -1 (whole batch) or >= 1, got {last_img_idx_in_batch!r}")
-        self.freq = int(freq)
+        super().__init__(phase, freq, batch_idx, last_img_idx_in_batch)
         self.post_prediction_callback = post_prediction_callback
         self.classes = list(classes)
-        self.batch_idx = batch_idx
-        self.last_img_idx_in_batch = last_img_idx_in_batch
         self.save_images = save_images
 
-    @property
-    def tag(self) -> str:
-        return f"{self.phase.name}_detection_batch_{self.batch_idx}"
-
-    def __call__(self, context: PhaseContext) -> None:
-        if context.epoch is None or context.epoch % self.freq != 0 or context.batch_idx != self.batch_idx:
-            return
-        stop = None if self.last_img_idx_in_batch == -1 else self.last_img_idx_in_batch
+    def draw(self, context: PhaseContext, stop: int | None) -> None:
         inputs = context.inputs[:stop]
         preds = self.post_prediction_callback(context.preds, device=context.device)[: len(inputs)]
         images = DetectionVisualization.visualize_batch(inputs, preds, context.target, self.batch_idx, self.classes)
