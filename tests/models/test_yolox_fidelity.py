@@ -104,7 +104,9 @@ def test_plain_outputs_match_the_reference(sg_models_dir, tmp_path, tag):
         assert _max_abs(eval_out[name], expected) <= 1e-4, name
     for name, expected in reference["train"].items():
         assert train_out[name].shape == expected.shape, name
-        assert _max_abs(train_out[name], expected) <= 1e-4, name
+        # Train-mode outputs carry batch-statistics summation noise: the fixture README bounds them at 2.5e-4
+        # against float64 (up to 2x for another float32 implementation or thread count).
+        assert _max_abs(train_out[name], expected) <= 5e-4, name
     _assert_bn_stats_match(state_after, reference["bn_running_stats_after_train_forward"])
 
 
