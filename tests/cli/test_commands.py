@@ -11,6 +11,7 @@ import torch
 from cli_helpers import tiny_run_overrides, tiny_shapes_overrides, write_coco_split
 
 from trainwright.cli import main
+from trainwright.cli.inference import load_checkpoint_model
 
 pytestmark = pytest.mark.slow
 
@@ -85,6 +86,11 @@ def test_predict_writes_drawn_images_and_prints_detections(shapes_run, tmp_path)
     detections = [line.split() for line in lines if line.startswith("  ")]
     assert detections and all(d[0] in {"circle", "square", "triangle", "cross", "star"} for d in detections)
     assert all(0.0 <= float(d[1]) <= 1.0 and 0 <= float(d[3]) <= 64 and 0 <= float(d[9]) <= 64 for d in detections)
+    # without --conf: the recipe's visualization.conf, stored in the checkpoint
+    cm = load_checkpoint_model(str(experiment / "ckpt_best.pth"))
+    assert cm.visualization_conf == 0.3 and cm.postprocess == {"conf": 0.01, "iou": 0.6, "max_predictions": 100}
+    code, out, _ = run_cli(["predict", str(experiment / "ckpt_best.pth"), str(images[0]), "--output", str(output)])
+    assert code == 0 and all(float(line.split()[1]) >= 0.3 for line in out.splitlines() if line.startswith("  "))
 
 
 def test_real_format_coco_data_trains_and_evaluates(tmp_path):
