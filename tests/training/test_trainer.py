@@ -47,6 +47,7 @@ def test_event_order_of_one_epoch(tmp_path):
         "on_validation_batch_end",
         "on_validation_loader_end",
         "on_validation_end_best_epoch",
+        "on_epoch_end",
         "on_training_end",
     ]
 

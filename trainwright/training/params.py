@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from trainwright.config import HpmStruct, raise_if_unused_params
 
-__all__ = ["DEFAULT_TRAINING_PARAMS", "resolve_training_params"]
+__all__ = ["DEFAULT_TRAINING_PARAMS", "resolve_training_params", "resume_requested"]
 
 # name -> default. `None` for max_epochs / initial_lr means "required".
 DEFAULT_TRAINING_PARAMS: dict[str, Any] = {
@@ -109,3 +109,8 @@ def resolve_training_params(training_params) -> HpmStruct:
     for name in ("train_metrics_list", "valid_metrics_list", "phase_callbacks", "lr_updates", "save_ckpt_epoch_list"):
         resolved[name] = list(resolved[name] or [])
     return HpmStruct(**resolved)
+
+
+def resume_requested(training_params: Mapping) -> bool:
+    """Whether these parameters continue an earlier run (resume=True or a resume_path): the one place that decides."""
+    return bool(training_params.get("resume")) or bool(training_params.get("resume_path"))
