@@ -55,7 +55,7 @@ def test_a_callback_writes_through_the_context(tmp_path, loaders):
     trainer = Trainer("stop", tmp_path, "cpu")
     trainer.train(tiny_model(), base_params(max_epochs=5, phase_callbacks=[StopAfterFirstEpoch()]), *loaders)
     assert trainer.state.stop_training and trainer.state.epochs_done == 1
-    assert trainer._context.my_note == "seen"
+    assert trainer.context.my_note == "seen"
 
 
 def test_attributes_the_reference_has_and_trainwright_does_not_are_gone(tmp_path, loaders):

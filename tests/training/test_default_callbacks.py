@@ -31,7 +31,7 @@ def test_the_callbacks_of_a_run_in_their_order(tmp_path, loaders):
 
     class Spy(Callback):
         def on_training_start(self, ctx):
-            seen.extend(type(cb).__name__ for cb in trainer._callbacks.callbacks)
+            seen.extend(type(cb).__name__ for cb in trainer.callbacks.callbacks)
 
     trainer = Trainer("order", tmp_path, "cpu")
     params = base_params(max_epochs=1, ema=True, lr_mode="cosine", average_best_models=True, phase_callbacks=[Spy()])
@@ -43,7 +43,7 @@ def test_the_callbacks_of_a_run_in_their_order(tmp_path, loaders):
 def test_save_model_false_keeps_the_keeper_and_drops_the_writers_of_checkpoints(tmp_path, loaders):
     trainer = Trainer("nosave", tmp_path, "cpu")
     trainer.train(tiny_model(), base_params(max_epochs=1, save_model=False, average_best_models=True), *loaders)
-    kinds = {type(cb) for cb in trainer._callbacks.callbacks}
+    kinds = {type(cb) for cb in trainer.callbacks.callbacks}
     assert BestCheckpointKeeper in kinds and ResultsWriter in kinds
     assert not kinds & {EpochCheckpoints, ModelAveraging, EMAUpdate}
     assert trainer.best_metric is not None
@@ -60,7 +60,7 @@ def test_a_progress_reporter_among_the_phase_callbacks_replaces_the_progress_bar
     trainer = Trainer("table", tmp_path, "cpu")
     trainer.train(tiny_model(), base_params(max_epochs=2, silent_mode=False, phase_callbacks=[Table()]), *loaders)
     assert lines == ["epoch 0 done", "epoch 1 done"]
-    assert not any(isinstance(cb, ProgressBar) for cb in trainer._callbacks.callbacks)
+    assert not any(isinstance(cb, ProgressBar) for cb in trainer.callbacks.callbacks)
     captured = capsys.readouterr()
     assert "Train epoch" not in captured.err and "Epoch 1/2" not in captured.out
 
@@ -122,7 +122,7 @@ def test_lower_is_better_and_a_default_metric_to_watch_on_the_loss(tmp_path, loa
     trainer = Trainer("loss", tmp_path, "cpu")
     trainer.train(tiny_model(), base_params(max_epochs=2), *loaders)  # no metric: the loss is watched
     assert trainer.state.metric_to_watch == "CrossEntropyLoss"
-    keeper = next(cb for cb in trainer._callbacks.callbacks if isinstance(cb, BestCheckpointKeeper))
+    keeper = next(cb for cb in trainer.callbacks.callbacks if isinstance(cb, BestCheckpointKeeper))
     assert keeper.greater_is_better is False and keeper.state_dict() == {
         "metric_to_watch": "CrossEntropyLoss", "greater_is_better": False}
 

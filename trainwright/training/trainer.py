@@ -52,7 +52,9 @@ class Trainer:
         self.ckpt_root_dir = os.fspath(ckpt_root_dir) if ckpt_root_dir is not None else os.path.abspath("checkpoints")
         self.experiment_dir = os.path.join(self.ckpt_root_dir, experiment_name)
         self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.state: TrainState | None = None  # the last training's state
+        self.state: TrainState | None = None  # the last training's state, its callbacks and their context
+        self.callbacks: CallbackHandler | None = None
+        self.context: StateContext | None = None
         self.net: nn.Module | None = None
         self.ema_model = None
         self.valid_metrics: dict[str, float] = {}
@@ -87,9 +89,9 @@ class Trainer:
             checkpointer.restore(*resume)
         self.state, self.net, self.ema_model = state, state.net, state.ema
         self.valid_metrics, self.interrupted = {}, False
-        self._callbacks, self._context = callbacks, StateContext(state, context_methods=methods)
+        self.callbacks, self.context = callbacks, StateContext(state, context_methods=methods)
         try:
-            callbacks.on_training_start(self._context)
+            callbacks.on_training_start(self.context)
             for epoch in range(state.epochs_done, params.max_epochs):
                 if state.stop_training:
                     logger.info("A callback asked to stop training before epoch %d", epoch)
@@ -98,7 +100,7 @@ class Trainer:
                 if state.validates(epoch):
                     self._validate()
                 state.epochs_done = epoch + 1
-                callbacks.on_epoch_end(self._context)
+                callbacks.on_epoch_end(self.context)
             self._validate_averaged_model()
         except KeyboardInterrupt:
             state.interrupted = self.interrupted = True
@@ -108,7 +110,7 @@ class Trainer:
             raise
         finally:
             try:
-                callbacks.on_training_end(self._context)
+                callbacks.on_training_end(self.context)
             finally:
                 state.sg_logger.flush()
                 state.sg_logger.close()
@@ -116,26 +118,26 @@ class Trainer:
         return self.valid_metrics
 
     def _train_epoch(self, epoch: int) -> None:
-        state, callbacks = self.state, self._callbacks
+        state, callbacks = self.state, self.callbacks
         state.net.train()
         set_epoch_order(state.train_loader, state.params.seed, epoch)
         state.train_metrics.reset()
         state.metrics, state.losses = state.train_metrics, LossAverager()
         state.epoch, state.num_batches, state.batch.index = epoch, state.train_loader_len, None
         state.metrics_dict, state.train_results, state.valid_results = {}, {}, {}
-        callbacks.on_train_loader_start(self._context)
+        callbacks.on_train_loader_start(self.context)
         for batch_idx, batch in enumerate(itertools.islice(state.train_loader, state.train_loader_len)):
-            self._train_step(batch_idx, batch)
+            self._train_step(epoch, batch_idx, batch)
         train_metrics = state.train_metrics.compute() if len(state.train_metrics) else {}
         state.train_results = state.metrics_dict = {**loss_results(state, state.losses), **train_metrics}
-        callbacks.on_train_loader_end(self._context)
+        callbacks.on_train_loader_end(self.context)
 
-    def _train_step(self, batch_idx: int, raw_batch) -> None:
+    def _train_step(self, epoch: int, batch_idx: int, raw_batch) -> None:
         """Forward, loss, backward, and an optimizer step at each accumulation boundary."""
-        state, callbacks, context, batch = self.state, self._callbacks, self._context, self.state.batch
+        state, callbacks, context, batch = self.state, self.callbacks, self.context, self.state.batch
         batch.index = batch_idx
         batch.inputs, batch.target, batch.extras = move_to_device(unpack_batch(raw_batch), state.device)
-        state.global_step = state.epoch * state.train_loader_len + batch_idx + 1
+        state.global_step = epoch * state.train_loader_len + batch_idx + 1
         callbacks.on_train_batch_start(context)
         with state.autocast():
             batch.preds = state.net(batch.inputs)
@@ -153,23 +155,23 @@ class Trainer:
     def _optimizer_step(self) -> None:
         """Clip (on unscaled gradients), step, zero the gradients."""
         state = self.state
-        self._callbacks.on_train_batch_gradient_step_start(self._context)
+        self.callbacks.on_train_batch_gradient_step_start(self.context)
         if state.params.clip_grad_norm:
             state.scaler.unscale_(state.optimizer)
             torch.nn.utils.clip_grad_norm_(state.net.parameters(), state.params.clip_grad_norm)
         state.scaler.step(state.optimizer)
         state.scaler.update()
         state.optimizer.zero_grad(set_to_none=True)
-        self._callbacks.on_train_batch_gradient_step_end(self._context)
+        self.callbacks.on_train_batch_gradient_step_end(self.context)
 
     def _validate(self) -> None:
         """Validate the model validation uses (the EMA when on); on improvement, fire on_validation_end_best_epoch."""
         state = self.state
         state.valid_results = self.valid_metrics = evaluate(
-            state, state.eval_net, state.valid_loader, state.valid_metrics, validation_events(self._callbacks),
-            self._context, state.params.max_valid_batches)  # fmt: skip
+            state, state.eval_net, state.valid_loader, state.valid_metrics, validation_events(self.callbacks),
+            self.context, state.params.max_valid_batches)  # fmt: skip
         if state.new_best:
-            self._callbacks.on_validation_end_best_epoch(self._context)
+            self.callbacks.on_validation_end_best_epoch(self.context)
 
     def _validate_averaged_model(self) -> None:
         """After the last epoch: validate the average of the best epochs (average_best_models), no batch events."""
@@ -178,9 +180,9 @@ class Trainer:
             return
         model = copy.deepcopy(unwrap_model(state.eval_net))
         model.load_state_dict(state.averaged_weights)
-        results = evaluate(state, model, state.valid_loader, state.valid_metrics, NO_EVENTS, self._context,
+        results = evaluate(state, model, state.valid_loader, state.valid_metrics, NO_EVENTS, self.context,
                            state.params.max_valid_batches)  # fmt: skip
-        self._callbacks.on_average_best_models_validation_end(self._context)
+        self.callbacks.on_average_best_models_validation_end(self.context)
         logger.info("Averaged model of the best epochs: %s", results)
 
     # --- test ------------------------------------------------------------------------------------------------------

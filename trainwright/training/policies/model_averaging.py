@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from trainwright.callbacks.base import Callback, PhaseContext
 from trainwright.distributed import unwrap_model
-from trainwright.nn.checkpoint_keys import AVERAGE_CHECKPOINT, EMA_NET, NET
+from trainwright.nn.checkpoint_keys import AVERAGE_CHECKPOINT, EMA_NET
 from trainwright.training.averaging import BestModelsAverager
 from trainwright.training.checkpointing import Checkpointer
 from trainwright.training.policies.best_checkpoint import BestCheckpointKeeper
@@ -40,6 +40,6 @@ class ModelAveraging(Callback):
         if not self.averager.update(unwrap_model(state.eval_net).state_dict(), value):
             return
         state.averaged_weights = self.averager.average()
-        checkpoint = {**self.checkpointer.build(state.valid_results), NET: state.averaged_weights}
+        checkpoint = self.checkpointer.build(state.valid_results)
         checkpoint.pop(EMA_NET, None)
-        self.checkpointer.save(AVERAGE_CHECKPOINT, checkpoint)
+        self.checkpointer.save_weights(AVERAGE_CHECKPOINT, checkpoint, state.averaged_weights)
