@@ -1,5 +1,5 @@
 """From `Trainer.train`'s arguments to a TrainState: seeds, the model on its device, loss, optimizer, AMP scaler,
-EMA, metrics and the experiment logger, each built once from the parameters."""
+EMA and metrics, each built once from the parameters; then the experiment logger, the first thing written."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from trainwright.training.metric_set import MetricSet
 from trainwright.training.optim import build_optimizer
 from trainwright.training.state import TrainState
 
-__all__ = ["build_train_state"]
+__all__ = ["build_train_state", "open_sg_logger"]
 
 logger = logging.getLogger("trainwright")
 
@@ -47,7 +47,7 @@ def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
 
 def build_train_state(model: nn.Module, params: HpmStruct, train_loader, valid_loader, *, device: torch.device,
                       experiment_name: str, experiment_dir: str, processing_params: dict | None) -> TrainState:
-    """The TrainState of a run; opens the experiment directory and its logger (rank 0)."""
+    """The TrainState of a run; nothing is written yet (see `open_sg_logger`)."""
     flush = params.flush_denormal if params.flush_denormal is not None else device.type == "cpu"
     seed_everything(params.seed, flush)
     net = prepare_model(model, device)
@@ -63,7 +63,6 @@ def build_train_state(model: nn.Module, params: HpmStruct, train_loader, valid_l
     is_main = is_main_process()
     return TrainState(
         device=device, net=net, criterion=criterion, experiment_name=experiment_name, experiment_dir=experiment_dir,
-        sg_logger=_open_sg_logger(params, experiment_dir) if is_main else NullSGLogger(),
         amp_dtype=(torch.float16 if device.type == "cuda" else torch.bfloat16) if amp else None,
         params=params, optimizer=optimizer, scaler=torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda"),
         ema=ModelEMA.from_params(net, **params.ema_params) if params.ema else None,
@@ -73,6 +72,10 @@ def build_train_state(model: nn.Module, params: HpmStruct, train_loader, valid_l
     )  # fmt: skip
 
 
-def _open_sg_logger(params: HpmStruct, experiment_dir: str):
-    os.makedirs(experiment_dir, exist_ok=True)
-    return build_sg_logger(params.sg_logger, experiment_dir, **params.sg_logger_params)
+def open_sg_logger(state: TrainState) -> None:
+    """Create the experiment directory and the run's logger (rank 0; the others get a NullSGLogger)."""
+    if not state.is_main:
+        state.sg_logger = NullSGLogger()
+        return
+    os.makedirs(state.experiment_dir, exist_ok=True)
+    state.sg_logger = build_sg_logger(state.params.sg_logger, state.experiment_dir, **state.params.sg_logger_params)

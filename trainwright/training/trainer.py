@@ -28,7 +28,7 @@ from trainwright.training.losses import build_loss, split_loss_output
 from trainwright.training.metric_set import LossAverager, MetricSet
 from trainwright.training.params import resolve_training_params
 from trainwright.training.policies import ProgressBar, ProgressReporter
-from trainwright.training.setup import build_train_state
+from trainwright.training.setup import build_train_state, open_sg_logger
 from trainwright.training.state import LoopState, TrainState
 
 __all__ = ["Trainer"]
@@ -87,6 +87,7 @@ class Trainer:
         callbacks, checkpointer, methods = build_callbacks(state, additional_configs_to_log)
         if resume is not None:
             checkpointer.restore(*resume)
+        open_sg_logger(state)  # the first file of the run, once nothing else can fail
         self.state, self.net, self.ema_model = state, state.net, state.ema
         self.valid_metrics, self.interrupted = {}, False
         self.callbacks, self.context = callbacks, StateContext(state, context_methods=methods)
