@@ -3,7 +3,8 @@
 Input: decoded YOLOX-style output of a batch of 8 images at 640x640 (8400 anchors, 80 classes, ~30 objects
 per image, see trainwright.cli.demo.synthetic_yolox_output). For each confidence threshold the same tensor
 goes through every pipeline in this one process; the kept boxes of our greedy NMS are checked against the
-torchvision pipeline (they must be identical). Times are the best of interleaved repeats.
+torchvision pipeline (they must be identical). Ours runs the images of a batch on the shared NMS thread pool
+(`nms_threads()`, as YoloXPostPredictionCallback does). Times are the best of interleaved repeats.
 
     python benchmarks/nms.py            # full run (about a minute)
     python benchmarks/nms.py --quick    # tiny run (2 images, 2 repeats)
@@ -20,6 +21,7 @@ import torchvision
 from timing import best_interleaved
 
 from trainwright.cli.demo import same_detections, synthetic_yolox_output, torchvision_pipeline
+from trainwright.models.detection.nms_threads import nms_threads
 from trainwright.ops.nms import matrix_non_max_suppression, non_max_suppression
 
 IOU = 0.6
@@ -62,14 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     print("-" * len(header))
     all_same = True
+    pool = nms_threads()  # what YoloXPostPredictionCallback uses: one thread per torch thread (None for one)
     for conf in (0.001, 0.01, 0.1):
         scores = raw[..., 5:] * raw[..., 4:5]
         candidates = ((scores > conf) & (raw[..., 4:5] > conf)).sum().item() / batch
         fns = {
             "tv_multi": lambda conf=conf: torchvision_multi_label(raw, conf),
-            "ours_multi": lambda conf=conf: non_max_suppression(raw, conf, IOU, True, True),
+            "ours_multi": lambda conf=conf: non_max_suppression(raw, conf, IOU, True, True, executor=pool),
             "tv_single": lambda conf=conf: torchvision_single_label(raw, conf),
-            "ours_single": lambda conf=conf: non_max_suppression(raw, conf, IOU, False, True),
+            "ours_single": lambda conf=conf: non_max_suppression(raw, conf, IOU, False, True, executor=pool),
             "ours_matrix": lambda conf=conf: matrix_non_max_suppression(raw, conf),
         }
         times = best_interleaved(fns, repeats)

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from trainwright.logging.files import atomic_torch_save, atomic_write
+from trainwright.nn.checkpoint_keys import EMA_NET, NET, PROCESSING_PARAMS
 from trainwright.nn.state_dict import (
     StrictLoad,
     WeightTransferReport,
@@ -209,7 +210,7 @@ def copy_ckpt_to_local_folder(
             raise FileNotFoundError(f"checkpoint not found: {source}")
     if load_weights_only:
         checkpoint = read_ckpt_state_dict(source)
-        atomic_torch_save({"net": extract_weights(checkpoint, source)}, target)
+        atomic_torch_save({NET: extract_weights(checkpoint, source)}, target)
     elif source.resolve() != target.resolve():
         atomic_write(target, lambda out: _copy_file_into(source, out))
     return str(target)
@@ -254,14 +255,14 @@ def load_checkpoint_to_model(
     """
     checkpoint = read_ckpt_state_dict(ckpt_local_path, allow_unsafe_pickle=allow_unsafe_pickle)
     source = str(ckpt_local_path)
-    key = "net"
+    key = NET
     if load_ema_as_net:
-        if not isinstance(checkpoint, Mapping) or "ema_net" not in checkpoint:
+        if not isinstance(checkpoint, Mapping) or EMA_NET not in checkpoint:
             raise ValueError(
                 f"load_ema_as_net=True but checkpoint {source} has no 'ema_net' entry (EMA weights); "
                 "load it with load_ema_as_net=False"
             )
-        key = "ema_net"
+        key = EMA_NET
     weights = extract_weights(checkpoint, source, key)
     if load_backbone:
         name, backbone = _backbone_of(net)
@@ -273,12 +274,12 @@ def load_checkpoint_to_model(
     if load_processing_params:
         _apply_processing_params(net, checkpoint, source)
     if load_weights_only or load_backbone or weights is checkpoint:
-        return {"net": weights}
-    return {**checkpoint, "net": weights}
+        return {NET: weights}
+    return {**checkpoint, NET: weights}
 
 
 def _apply_processing_params(net: nn.Module, checkpoint: Mapping, source: str) -> None:
-    params = checkpoint.get("processing_params")
+    params = checkpoint.get(PROCESSING_PARAMS)
     if params is None:
         logger.warning("load_processing_params=True but checkpoint %s has no processing_params", source)
         return
@@ -346,7 +347,7 @@ def load_pretrained_weights_local(model: nn.Module, architecture: str, pretraine
 def _load_pretrained_file(model: nn.Module, architecture: str, path) -> WeightTransferReport:
     checkpoint = read_ckpt_state_dict(path)
     # EMA weights, when shipped, are the ones that were evaluated.
-    weights = extract_weights(checkpoint, path, "ema_net" if "ema_net" in checkpoint else "net")
+    weights = extract_weights(checkpoint, path, EMA_NET if EMA_NET in checkpoint else NET)
     own = model.state_dict()
     missing, unexpected, shapes = state_dict_mismatch(own, weights)
     if (missing or unexpected or shapes) and set(weights) & set(own):

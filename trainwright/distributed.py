@@ -23,6 +23,7 @@ __all__ = [
     "initialize_ddp",
     "restart_script_with_ddp",
     "compute_precise_bn_stats",
+    "unwrap_model",
 ]
 
 
@@ -77,6 +78,13 @@ def reduce_results_tuple_for_ddp(validation_results_tuple, device) -> tuple:
     world = get_world_size()
     values = torch.as_tensor([float(v) for v in validation_results_tuple], dtype=torch.float64, device=device)
     return tuple(distributed_all_reduce_tensor_average(values, world).tolist())
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel / DataParallel wrapper, or `model` itself."""
+    if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        return model.module
+    return model
 
 
 def get_gpu_mem_utilization() -> int:

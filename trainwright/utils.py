@@ -19,12 +19,7 @@ from trainwright.ops.boxes import (
     cxcywh2xyxy,
     xyxy2cxcywh,
 )
-from trainwright.ops.nms import (
-    DetectionPostPredictionCallback,
-    NMS_Type,
-    matrix_non_max_suppression,
-    non_max_suppression,
-)
+from trainwright.ops.nms import NMS_Type, matrix_non_max_suppression, non_max_suppression
 from trainwright.ops.targets import DetectionTargetsFormat, get_cls_posx_in_target
 
 # --- config ---------------------------------------------------------------------------------------
@@ -108,6 +103,7 @@ from trainwright.callbacks.results import RoboflowResultCallback
 
 # --- models ---------------------------------------------------------------------------------------
 from trainwright.models.detection.anchors import Anchors
+from trainwright.models.detection.postprocess import DetectionPostPredictionCallback
 
 # --- data -----------------------------------------------------------------------------------------
 from trainwright.data.collate import (

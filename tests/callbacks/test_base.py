@@ -81,3 +81,18 @@ def test_phase_callback_without_call_raises():
 def test_context_sg_methods_exposes_given_callables():
     methods = ContextSgMethods(get_net=lambda: "net")
     assert methods.get_net() == "net"
+
+
+def test_the_handler_dispatches_every_event_by_its_own_method():
+    assert tuple(name for name in vars(CallbackHandler) if name.startswith("on_")) == EVENTS
+    calls = []
+
+    class All(Callback):
+        pass
+
+    for event in EVENTS:
+        setattr(All, event, lambda self, ctx, event=event: calls.append(event))
+    handler = CallbackHandler([All()])
+    for event in EVENTS:
+        getattr(handler, event)(PhaseContext())
+    assert calls == list(EVENTS)

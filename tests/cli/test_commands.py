@@ -11,6 +11,7 @@ import torch
 from cli_helpers import tiny_run_overrides, tiny_shapes_overrides, write_coco_split
 
 from trainwright.cli import main
+from trainwright.cli.inference import load_checkpoint_model
 
 pytestmark = pytest.mark.slow
 
@@ -33,15 +34,15 @@ def run_cli(args: list[str]) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def shapes_run(tmp_path_factory):
-    """One tiny training of the default recipe: (experiment dir, stdout, shapes root)."""
+    """One tiny training of the default recipe: (experiment dir, stdout, shapes root, stderr)."""
     root = tmp_path_factory.mktemp("shapes_run")
-    code, out, _ = run_cli(["train", *tiny_shapes_overrides(root, "tiny")])
+    code, out, err = run_cli(["train", *tiny_shapes_overrides(root, "tiny")])
     assert code == 0
-    return Path(out.strip().splitlines()[-1]), out, root
+    return Path(out.strip().splitlines()[-1]), out, root, err
 
 
 def test_train_writes_the_experiment_directory(shapes_run):
-    experiment, out, root = shapes_run
+    experiment, out, root, err = shapes_run
     assert experiment == root / "checkpoints" / "tiny"
     for name in ("ckpt_best.pth", "ckpt_latest.pth", "results.csv", "curves.png", "recipe.yaml", "train_log.txt"):
         assert (experiment / name).is_file(), name
@@ -58,10 +59,12 @@ def test_train_writes_the_experiment_directory(shapes_run):
     assert header.split() == ["epoch", "iou", "obj", "cls", "l1", "loss", "mAP@0.50", "mAP@0.50:0.95", "lr", "time"]
     row = out.splitlines()[out.splitlines().index(header) + 1].split()
     assert row[0] == "1" and float(row[6]) == pytest.approx(float(rows[0]["mAP@0.50"]), abs=1e-4)
+    # the table replaced the Trainer's own progress bar and epoch line
+    assert "epoch 1/1 train" in err and "Train epoch" not in err and "Epoch 1/1 |" not in out
 
 
 def test_evaluate_defaults_to_the_validation_split(shapes_run):
-    experiment, _, root = shapes_run
+    experiment, _, root, _ = shapes_run
     code, out, _ = run_cli(["evaluate", str(experiment / "ckpt_best.pth"), "--json"])
     assert code == 0
     summary = json.loads(out)
@@ -73,7 +76,7 @@ def test_evaluate_defaults_to_the_validation_split(shapes_run):
 
 
 def test_predict_writes_drawn_images_and_prints_detections(shapes_run, tmp_path):
-    experiment, _, root = shapes_run
+    experiment, _, root, _ = shapes_run
     images = sorted((root / "shapes").glob("*/images/val/*.png"))[:2]
     output = tmp_path / "drawn"
     code, out, _ = run_cli(["predict", str(experiment / "ckpt_best.pth"), *map(str, images), "--output", str(output),
@@ -85,6 +88,11 @@ def test_predict_writes_drawn_images_and_prints_detections(shapes_run, tmp_path)
     detections = [line.split() for line in lines if line.startswith("  ")]
     assert detections and all(d[0] in {"circle", "square", "triangle", "cross", "star"} for d in detections)
     assert all(0.0 <= float(d[1]) <= 1.0 and 0 <= float(d[3]) <= 64 and 0 <= float(d[9]) <= 64 for d in detections)
+    # without --conf: the recipe's visualization.conf, stored in the checkpoint
+    cm = load_checkpoint_model(str(experiment / "ckpt_best.pth"))
+    assert cm.visualization_conf == 0.3 and cm.postprocess == {"conf": 0.01, "iou": 0.6, "max_predictions": 100}
+    code, out, _ = run_cli(["predict", str(experiment / "ckpt_best.pth"), str(images[0]), "--output", str(output)])
+    assert code == 0 and all(float(line.split()[1]) >= 0.3 for line in out.splitlines() if line.startswith("  "))
 
 
 def test_real_format_coco_data_trains_and_evaluates(tmp_path):

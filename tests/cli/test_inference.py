@@ -3,8 +3,9 @@
 import numpy as np
 import torch
 
-from trainwright.cli.inference import prepare_image, to_original_pixels
+from trainwright.cli.inference import CheckpointModel, checkpoint_postprocess, prepare_image, to_original_pixels
 from trainwright.cli.predict import output_names
+from trainwright.models.detection.postprocess import YoloXPostPredictionCallback
 
 
 def test_prepare_image_fits_and_pads_bottom_right():
@@ -34,3 +35,12 @@ def test_a_drawn_square_lands_on_its_box_through_prepare_and_back():
 def test_output_names_never_collide():
     assert output_names(["a/x.png", "b/x.jpg", "y.png", "c/x.png"]) == ["x.jpg", "x_2.jpg", "y.jpg", "x_3.jpg"]
     assert output_names(["x.png", "d/x.png", "x_2.png"]) == ["x.jpg", "x_2.jpg", "x_2_2.jpg"]
+
+
+def test_nms_settings_come_from_the_flag_then_the_checkpoint_then_the_class_default():
+    cm = CheckpointModel(model=None, class_names=["a"], category_ids=[1], input_size=(64, 64), valid_data=None,
+                         postprocess={"conf": 0.01, "iou": 0.65}, visualization_conf=0.4, device=torch.device("cpu"))
+    post = checkpoint_postprocess(cm, conf=None, iou=0.5)
+    default = YoloXPostPredictionCallback()
+    assert (post.conf, post.iou) == (0.01, 0.5)  # conf from the checkpoint, iou from the flag
+    assert (post.max_predictions, post.nms_top_k) == (default.max_predictions, default.nms_top_k)

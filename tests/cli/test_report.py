@@ -23,9 +23,11 @@ def test_table_has_a_row_per_epoch_with_dashes_when_not_validated(capsys):
     report.on_train_loader_end(_context(0, train, lr=0.02))
     report.on_validation_loader_start(_context(0))
     report.on_validation_loader_end(_context(0, {"mAP@0.50": 0.5, "mAP@0.50:0.95": 0.25, "Loss/iou": 9.0}))
+    report.on_epoch_end(_context(0))
     report.on_train_loader_start(_context(1))
     report.on_train_loader_end(_context(1, train, lr=0.005))
-    report.on_training_end(_context(1))  # epoch 2 had no validation
+    report.on_epoch_end(_context(1))  # epoch 2 had no validation
+    report.on_training_end(_context(1))
     lines = [line.split() for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert lines[0] == ["epoch", "iou", "obj", "loss", "mAP@0.50", "mAP@0.50:0.95", "lr", "time"]
     assert lines[1][:7] == ["1", "2.5000", "1.2500", "3.7500", "0.5000", "0.2500", "2.00e-02"]
@@ -37,6 +39,7 @@ def test_silent_report_prints_nothing(capsys):
     report = TrainingReport(show=False, plot=False)
     report.on_train_loader_start(_context(0))
     report.on_train_loader_end(_context(0, {"Loss/iou": 1.0}))
+    report.on_epoch_end(_context(0))
     report.on_training_end(_context(0))
     assert capsys.readouterr().out == ""
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from trainwright.models.detection.postprocess import YoloXPostPredictionCallback
-from trainwright.ops.nms import DetectionPostPredictionCallback, NMS_Type, non_max_suppression
+from trainwright.models.detection.postprocess import DetectionPostPredictionCallback, YoloXPostPredictionCallback
+from trainwright.ops.nms import NMS_Type, non_max_suppression
 
 
 def decoded(batch=2, boxes=300, classes=5, seed=0):
@@ -87,3 +87,17 @@ def _tensors(value):
     elif isinstance(value, (list, tuple)):
         for v in value:
             yield from _tensors(v)
+
+
+def test_post_prediction_base_is_abstract_and_importable_from_utils():
+    from trainwright.utils import DetectionPostPredictionCallback as FromUtils
+
+    assert FromUtils is DetectionPostPredictionCallback
+    with pytest.raises(TypeError):
+        DetectionPostPredictionCallback()
+
+    class Identity(DetectionPostPredictionCallback):
+        def forward(self, x, device):
+            return [x.to(device)]
+
+    assert Identity()(torch.ones(1, 6), "cpu")[0].shape == (1, 6)

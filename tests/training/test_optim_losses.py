@@ -74,3 +74,14 @@ def test_loss_output_convention_and_names():
     assert loss_item_names(torch.nn.MSELoss(), 2) == ["MSELoss/0", "MSELoss/1"]
     with pytest.raises(ValueError, match="component_names"):
         loss_item_names(Named(), 3)
+
+
+def test_yolox_loss_is_registered_by_the_model_package():
+    import subprocess
+    import sys
+
+    # A fresh interpreter: building by name must not depend on anyone having imported the model first.
+    code = ("from trainwright.training.losses import build_loss; "
+            "print(type(build_loss('yolox_loss', {'num_classes': 3, 'strides': [8]})).__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "trainwright.models.detection.yolox_loss"

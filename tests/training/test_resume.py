@@ -45,7 +45,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, stop_at):
         sa, sb = a.state_dict(), b.state_dict()
         assert all(torch.equal(sa[k], sb[k]) for k in sa), name
     assert straight.best_metric == resumed.best_metric
-    assert straight.run.optimizer.param_groups[0]["lr"] == resumed.run.optimizer.param_groups[0]["lr"]
+    assert straight.state.optimizer.param_groups[0]["lr"] == resumed.state.optimizer.param_groups[0]["lr"]
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):

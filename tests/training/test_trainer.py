@@ -47,6 +47,7 @@ def test_event_order_of_one_epoch(tmp_path):
         "on_validation_batch_end",
         "on_validation_loader_end",
         "on_validation_end_best_epoch",
+        "on_epoch_end",
         "on_training_end",
     ]
 
@@ -298,3 +299,23 @@ def test_bad_arguments(tmp_path, loaders):
         trainer.train(tiny_model(), base_params(optimizer="Adagrad2"), *loaders)
     with pytest.raises(ValueError, match="a batch must be"):
         trainer.train(tiny_model(), base_params(), [torch.zeros(2, 4)])
+
+
+def test_a_run_that_fails_to_set_up_writes_nothing(tmp_path, loaders):
+    with pytest.raises(ValueError, match="lr_mode='nope'"):
+        Trainer("bad_lr", tmp_path, "cpu").train(tiny_model(), base_params(lr_mode="nope"), *loaders)
+    assert not (tmp_path / "bad_lr").exists()
+    Trainer("other", tmp_path, "cpu").train(tiny_model(), base_params(max_epochs=1), *loaders)
+    before = sorted(p.name for p in (tmp_path / "other").iterdir())
+
+    class Wider(torch.nn.Module):  # another model: its checkpoint cannot be loaded
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.fc(x)
+
+    with pytest.raises(RuntimeError):
+        Trainer("other", tmp_path, "cpu").train(Wider(), base_params(resume=True), *loaders)
+    assert sorted(p.name for p in (tmp_path / "other").iterdir()) == before

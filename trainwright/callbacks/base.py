@@ -1,6 +1,6 @@
 """The callback protocol of the training loop: events, the shared context, the legacy Phase API.
 
-Event order of one `Trainer.train` run::
+Events of one `Trainer.train` run, in order::
 
     on_training_start                                   Phase.PRE_TRAINING
     for epoch:
@@ -13,19 +13,18 @@ Event order of one `Trainer.train` run::
             on_train_batch_gradient_step_end            Phase.TRAIN_BATCH_STEP (idem)
             on_train_batch_end
         on_train_loader_end                             Phase.TRAIN_EPOCH_END
-        on_validation_loader_start
+        on_validation_loader_start                      (epochs that validate, see run_validation_freq)
         for batch in valid_loader:
             on_validation_batch_start
             on_validation_batch_end                     Phase.VALIDATION_BATCH_END
         on_validation_loader_end                        Phase.VALIDATION_EPOCH_END
         on_validation_end_best_epoch                    Phase.VALIDATION_END_BEST_EPOCH (on improvement)
+        on_epoch_end                                    (trainwright's own: checkpoints and results are written)
     on_average_best_models_validation_end               Phase.AVERAGE_BEST_MODELS_VALIDATION_EPOCH_END
-    on_test_loader_start
-    for batch in test_loader:
-        on_test_batch_start
-        on_test_batch_end                               Phase.TEST_BATCH_END
-    on_test_loader_end                                  Phase.TEST_END
     on_training_end                                     Phase.POST_TRAINING (also after an error or Ctrl-C)
+
+`Trainer.test` fires the test events: on_test_loader_start, then on_test_batch_start and on_test_batch_end
+(Phase.TEST_BATCH_END) per batch, then on_test_loader_end (Phase.TEST_END).
 """
 
 from __future__ import annotations
@@ -54,28 +53,31 @@ class Phase(str, enum.Enum):
     POST_TRAINING = "POST_TRAINING"
 
 
-# Every attribute a callback may read; the trainer fills those that apply at each event, the rest stay None.
-_CONTEXT_ATTRIBUTES = (
+# Every attribute a callback may read (the reference's, less checkpoint_params, architecture and arch_params:
+# trainwright takes a built model and has no checkpoint parameters). Those that do not apply read None.
+CONTEXT_ATTRIBUTES = (
     "epoch", "batch_idx", "optimizer", "metrics_dict", "inputs", "preds", "target", "metrics_compute_fn",
     "loss_avg_meter", "loss_log_items", "criterion", "device", "experiment_name", "ckpt_dir",
     "checkpoints_dir_path", "net", "lr_warmup_epochs", "sg_logger", "train_loader", "valid_loader",
-    "test_loader", "training_params", "ddp_silent_mode", "checkpoint_params", "architecture", "arch_params",
-    "metric_to_watch", "valid_metrics", "train_metrics", "test_metrics", "ema_model", "loss_logging_items_names",
-    "additional_batch_items", "stop_training",
+    "test_loader", "training_params", "ddp_silent_mode", "metric_to_watch", "valid_metrics", "train_metrics",
+    "test_metrics", "ema_model", "loss_logging_items_names", "additional_batch_items", "stop_training",
+    "context_methods",
 )  # fmt: skip
 
 
 class PhaseContext:
-    """The mutable state shared with callbacks; attributes are the keyword arguments, unknown names allowed.
+    """What a callback sees of the run; attributes are the keyword arguments, unknown names allowed.
 
-    Unset attributes of the documented set (epoch, batch_idx, inputs, target, preds, loss_log_items, optimizer,
-    net, ema_model, criterion, metrics_dict, sg_logger, checkpoints_dir_path (alias ckpt_dir), train_loader,
-    valid_loader, training_params, device, lr_warmup_epochs, metrics_compute_fn, loss_avg_meter, ...) read None.
+    The documented attributes (`CONTEXT_ATTRIBUTES`: epoch, batch_idx, inputs, target, preds, loss_log_items,
+    optimizer, net, ema_model, criterion, metrics_dict, sg_logger, checkpoints_dir_path (alias ckpt_dir),
+    train_loader, valid_loader, training_params, device, lr_warmup_epochs, metrics_compute_fn (the metrics of
+    the current pass), loss_avg_meter, loss_logging_items_names, ...) read None until set. During training
+    the context is a view of the trainer's state (`trainwright.training.context.StateContext`).
     A callback may set `context.stop_training = True` to end training after the current epoch.
     """
 
     def __init__(self, **kwargs: Any):
-        for name in _CONTEXT_ATTRIBUTES:
+        for name in CONTEXT_ATTRIBUTES:
             setattr(self, name, None)
         self.update_context(**kwargs)
 
@@ -133,6 +135,12 @@ class Callback:
 
     def on_validation_end_best_epoch(self, context: PhaseContext) -> None:
         """After validation, only when metric_to_watch improved."""
+
+    def on_epoch_end(self, context: PhaseContext) -> None:
+        """Once per epoch, after training and (when it ran) validation: where checkpoints and results are written.
+
+        trainwright's own event (the reference has none); no Phase maps to it.
+        """
 
     def on_average_best_models_validation_end(self, context: PhaseContext) -> None:
         """After the averaged model was validated (average_best_models=True)."""
@@ -242,29 +250,100 @@ class CallbackHandler(Callback):
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks must be Callback instances, got {type(cb).__name__}: {cb!r}")
 
-    def _run(self, event: str, context: PhaseContext) -> None:
-        for cb in self.callbacks:
-            getattr(cb, event)(context)
-
     def __repr__(self) -> str:
         return f"CallbackHandler({self.callbacks!r})"
 
+    def on_training_start(self, context: PhaseContext) -> None:
+        for cb in self.callbacks:
+            cb.on_training_start(context)
 
-def _make_dispatch(event: str):
-    def dispatch(self: CallbackHandler, context: PhaseContext) -> None:
-        self._run(event, context)
+    def on_train_loader_start(self, context: PhaseContext) -> None:
+        for cb in self.callbacks:
+            cb.on_train_loader_start(context)
 
-    dispatch.__name__ = dispatch.__qualname__ = event
-    dispatch.__doc__ = f"Run `{event}` on every callback."
-    return dispatch
+    def on_train_batch_start(self, context: PhaseContext) -> None:
+        for cb in self.callbacks:
+            cb.on_train_batch_start(context)
 
+    def on_train_batch_loss_end(self, context: PhaseContext) -> None:
+        for cb in self.callbacks:
+            cb.on_train_batch_loss_end(context)
 
-for _event in EVENTS:
-    setattr(CallbackHandler, _event, _make_dispatch(_event))
+    def on_train_batch_backward_end(self, context: PhaseContext) -> None:
+        for cb in self.callbacks:
+            cb.on_train_batch_backward_end(context)
+
+    def on_train_batch_gradient_step_start(self, context: PhaseContext) -> None:
+        for cb in self.callbacks:
+            cb.on_train_batch_gradient_step_start(context)
+
+    def on_train_batch_gradient_step_end(self, context: PhaseContext) -> None:
+        for cb in self.callbacks:
+            cb.on_train_batch_gradient_step_end(context)
+
+    def on_train_batch_end(self, context: PhaseContext) -> None:
+        for cb in self.callbacks:
+            cb.on_train_batch_end(context)
+
+    def on_train_loader_end(self, context: PhaseContext) -> None:
+        for cb in self.callbacks:
+            cb.on_train_loader_end(context)
+
+    def on_validation_loader_start(self, context: PhaseContext) -> None:
+        for cb in self.callbacks:
+            cb.on_validation_loader_start(context)
+
+    def on_validation_batch_start(self, context: PhaseContext) -> None:
+        for cb in self.callbacks:
+            cb.on_validation_batch_start(context)
+
+    def on_validation_batch_end(self, context: PhaseContext) -> None:
+        for cb in self.callbacks:
+            cb.on_validation_batch_end(context)
+
+    def on_validation_loader_end(self, context: PhaseContext) -> None:
+        for cb in self.callbacks:
+            cb.on_validation_loader_end(context)
+
+    def on_validation_end_best_epoch(self, context: PhaseContext) -> None:
+        for cb in self.callbacks:
+            cb.on_validation_end_best_epoch(context)
+
+    def on_epoch_end(self, context: PhaseContext) -> None:
+        for cb in self.callbacks:
+            cb.on_epoch_end(context)
+
+    def on_average_best_models_validation_end(self, context: PhaseContext) -> None:
+        for cb in self.callbacks:
+            cb.on_average_best_models_validation_end(context)
+
+    def on_test_loader_start(self, context: PhaseContext) -> None:
+        for cb in self.callbacks:
+            cb.on_test_loader_start(context)
+
+    def on_test_batch_start(self, context: PhaseContext) -> None:
+        for cb in self.callbacks:
+            cb.on_test_batch_start(context)
+
+    def on_test_batch_end(self, context: PhaseContext) -> None:
+        for cb in self.callbacks:
+            cb.on_test_batch_end(context)
+
+    def on_test_loader_end(self, context: PhaseContext) -> None:
+        for cb in self.callbacks:
+            cb.on_test_loader_end(context)
+
+    def on_training_end(self, context: PhaseContext) -> None:
+        for cb in self.callbacks:
+            cb.on_training_end(context)
 
 
 class ContextSgMethods:
-    """Trainer methods handed to callbacks as attributes, e.g. `ContextSgMethods(get_net=trainer.get_net)`."""
+    """Run methods handed to callbacks as attributes (`context.context_methods`).
+
+    During training: ``get_net()``, ``set_ckpt_best_name(name)`` and ``reset_best_metric()``, e.g.
+    ``ContextSgMethods(get_net=lambda: model)``.
+    """
 
     def __init__(self, **methods: Any):
         for name, fn in methods.items():

@@ -43,8 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("checkpoint", help="a .pth file written by trainwright train")
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     predict.add_argument("--output", default="predictions", help="folder for the drawn images (default: predictions)")
-    predict.add_argument("--conf", type=float, default=0.3, help="confidence threshold (default 0.3)")
-    predict.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (default: the training one)")
+    predict.add_argument("--conf", type=float, default=None,
+                         help="confidence threshold (default: the recipe's visualization.conf, else 0.3)")
+    predict.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (default: the recipe's postprocess.iou)")
     predict.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     predict.set_defaults(handler=_run_predict)
 

@@ -8,6 +8,7 @@ import torch
 import torchvision
 from torch import Tensor
 
+from trainwright.models.detection.nms_threads import nms_threads
 from trainwright.ops.nms import non_max_suppression
 
 
@@ -128,7 +129,7 @@ def run_demo() -> int:
     conf, iou = 0.01, 0.6
     raw = synthetic_yolox_output(batch_size=8)
     print(f"synthetic YOLOX output: {tuple(raw.shape)} (batch, anchors, 5 + classes), 30 objects per image")
-    ours = non_max_suppression(raw, conf_thres=conf, iou_thres=iou, with_confidence=True)
+    ours = non_max_suppression(raw, conf_thres=conf, iou_thres=iou, with_confidence=True, executor=nms_threads())
     theirs = torchvision_pipeline(raw, conf, iou)
     first = ours[0]
     print(f"image 0: {0 if first is None else first.shape[0]} boxes kept; the 5 best (x1, y1, x2, y2, score, class):")
@@ -136,7 +137,8 @@ def run_demo() -> int:
         print("  " + "  ".join(f"{v:8.2f}" for v in row[:4]) + f"  {row[4]:.3f}  {int(row[5])}")
     identical = same_detections(ours, theirs)
     print(f"kept boxes identical to torchvision batched_nms: {identical}")
-    t_ours = _best_time(lambda: non_max_suppression(raw, conf_thres=conf, iou_thres=iou, with_confidence=True))
+    t_ours = _best_time(lambda: non_max_suppression(raw, conf_thres=conf, iou_thres=iou, with_confidence=True,
+                                                    executor=nms_threads()))
     t_theirs = _best_time(lambda: torchvision_pipeline(raw, conf, iou))
     print(f"conf {conf}: trainwright {t_ours * 1e3:.1f} ms, torchvision pipeline {t_theirs * 1e3:.1f} ms, "
           f"ratio {t_ours / t_theirs:.2f}")

@@ -7,11 +7,10 @@ import os
 
 import torch
 
-from trainwright.cli.inference import CheckpointModel, load_checkpoint_model, to_original_pixels
+from trainwright.cli.inference import CheckpointModel, checkpoint_postprocess, load_checkpoint_model, to_original_pixels
 from trainwright.data import COCODetectionDataset, build_detection_loader
 from trainwright.data.transforms import detection_val_transforms
 from trainwright.metrics.coco import COCO_STAT_NAMES, coco_evaluate
-from trainwright.models.detection.postprocess import YoloXPostPredictionCallback
 
 __all__ = ["run_evaluate", "predict_coco_detections", "format_summary"]
 
@@ -43,8 +42,9 @@ def _dataset_paths(cm: CheckpointModel, images: str | None, annotations: str | N
 
 @torch.no_grad()
 def predict_coco_detections(cm: CheckpointModel, dataset: COCODetectionDataset, batch_size: int = 16) -> list[dict]:
-    """COCO result dicts (image_id, category_id, bbox xywh in original pixels, score) for every dataset image."""
-    post = YoloXPostPredictionCallback(conf=0.001, iou=cm.postprocess.get("iou", 0.6), max_predictions=100)
+    """COCO result dicts (image_id, category_id, bbox xywh in original pixels, score) for every dataset image,
+    after the checkpoint's NMS (the one behind its validation mAP)."""
+    post = checkpoint_postprocess(cm)
     loader = build_detection_loader(dataset, batch_size, num_workers=0, device=cm.device)
     category_ids = torch.tensor(cm.category_ids)
     detections, index = [], 0

@@ -14,8 +14,11 @@ from trainwright.data.sample import DetectionSample
 from trainwright.data.transforms import detection_val_transforms
 from trainwright.data.transforms.geometric import fit_scale, resize_to_fit
 from trainwright.models import get_model
+from trainwright.models.detection.postprocess import YoloXPostPredictionCallback
+from trainwright.nn.checkpoint_keys import EMA_NET, PROCESSING_PARAMS
+from trainwright.recipes.detection import VISUALIZATION_CONF
 
-__all__ = ["CheckpointModel", "load_checkpoint_model", "prepare_image", "to_original_pixels"]
+__all__ = ["CheckpointModel", "load_checkpoint_model", "checkpoint_postprocess", "prepare_image", "to_original_pixels"]
 
 
 @dataclass
@@ -27,7 +30,8 @@ class CheckpointModel:
     category_ids: list[int]
     input_size: tuple[int, int]
     valid_data: dict | None
-    postprocess: dict
+    postprocess: dict  # the recipe's `postprocess` section (NMS settings)
+    visualization_conf: float  # the recipe's `visualization.conf`: the confidence worth drawing
     device: torch.device
 
 
@@ -36,18 +40,26 @@ def load_checkpoint_model(path: str, device=None) -> CheckpointModel:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
     ckpt = read_ckpt_state_dict(path)
-    params = ckpt.get("processing_params") if isinstance(ckpt, dict) else None
+    params = ckpt.get(PROCESSING_PARAMS) if isinstance(ckpt, dict) else None
     if not params or "architecture" not in params or "class_names" not in params:
         raise ValueError(f"{path} has no processing_params with the architecture and class names; only "
                          f"checkpoints written by `trainwright train` can be evaluated or run")
     names = list(params["class_names"])
     model = get_model(params["architecture"], num_classes=len(names), **dict(params.get("arch_params") or {}))
-    load_checkpoint_to_model(model, path, strict="on", load_ema_as_net="ema_net" in ckpt)
+    load_checkpoint_to_model(model, path, strict="on", load_ema_as_net=EMA_NET in ckpt)
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     size = params.get("input_size") or [640, 640]
+    visualization_conf = (params.get("visualization") or {}).get("conf", VISUALIZATION_CONF)
     return CheckpointModel(model.to(device).eval(), names, list(params.get("category_ids") or range(1, len(names) + 1)),
                            (int(size[0]), int(size[1])), params.get("valid_data"), dict(params.get("postprocess") or {}),
-                           device)
+                           float(visualization_conf), device)
+
+
+def checkpoint_postprocess(cm: CheckpointModel, **flags) -> YoloXPostPredictionCallback:
+    """The NMS of a checkpoint: each setting from `flags` (command-line values, None when not given), else from
+    the checkpoint's recipe (its `postprocess` section), else the default of YoloXPostPredictionCallback."""
+    given = {name: value for name, value in flags.items() if value is not None}
+    return YoloXPostPredictionCallback(**{**cm.postprocess, **given})
 
 
 def prepare_image(image: np.ndarray, input_size: tuple[int, int]) -> Tensor:

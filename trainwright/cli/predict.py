@@ -1,4 +1,4 @@
-"""`trainwright predict CHECKPOINT IMAGE... [--output DIR --conf 0.3]`: draw and print detections."""
+"""`trainwright predict CHECKPOINT IMAGE... [--output DIR --conf C --iou I]`: draw and print detections."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from pathlib import Path
 import cv2
 import torch
 
-from trainwright.cli.inference import load_checkpoint_model, prepare_image, to_original_pixels
+from trainwright.cli.inference import checkpoint_postprocess, load_checkpoint_model, prepare_image, to_original_pixels
 from trainwright.data.coco import read_rgb_image
 from trainwright.logging import atomic_write
-from trainwright.models.detection.postprocess import YoloXPostPredictionCallback
 from trainwright.visualization.detection import DetectionVisualization, undo_image_preprocessing
 
 __all__ = ["run_predict", "output_names"]
@@ -38,10 +37,13 @@ def _draw(image, rows: torch.Tensor, class_names: list[str]):
 
 
 @torch.no_grad()
-def run_predict(checkpoint: str, images: list[str], output: str = "predictions", conf: float = 0.3,
+def run_predict(checkpoint: str, images: list[str], output: str = "predictions", conf: float | None = None,
                 iou: float | None = None, device=None) -> int:
-    """Write each image with its detections drawn to `output`, and print the detections."""
-    if not 0.0 <= conf <= 1.0:
+    """Write each image with its detections drawn to `output`, and print the detections.
+
+    `conf` None: the checkpoint's `visualization.conf`; `iou` None: its `postprocess.iou` (see checkpoint_postprocess).
+    """
+    if conf is not None and not 0.0 <= conf <= 1.0:
         raise ValueError(f"--conf must be in [0, 1], got {conf}")
     if iou is not None and not 0.0 < iou <= 1.0:
         raise ValueError(f"--iou must be in (0, 1], got {iou}")
@@ -49,8 +51,7 @@ def run_predict(checkpoint: str, images: list[str], output: str = "predictions",
     if missing:
         raise FileNotFoundError(f"image file(s) not found: {', '.join(missing)}")
     cm = load_checkpoint_model(checkpoint, device)
-    post = YoloXPostPredictionCallback(conf=conf, iou=iou if iou is not None else cm.postprocess.get("iou", 0.6),
-                                       max_predictions=cm.postprocess.get("max_predictions", 100))
+    post = checkpoint_postprocess(cm, conf=conf if conf is not None else cm.visualization_conf, iou=iou)
     os.makedirs(output, exist_ok=True)
     for path, name in zip(images, output_names(images)):
         image = read_rgb_image(path)

@@ -10,8 +10,9 @@ import time
 
 from tqdm.auto import tqdm
 
-from trainwright.callbacks.base import Callback, PhaseContext
-from trainwright.logging import atomic_write
+from trainwright.callbacks.base import PhaseContext
+from trainwright.logging import RESULTS_CSV, atomic_write
+from trainwright.training.policies import ProgressReporter
 
 __all__ = ["TrainingReport", "plot_results", "CURVES_FILE"]
 
@@ -29,8 +30,9 @@ def _loss_parts(results: dict) -> dict[str, float]:
     return {_short(k): v for k, v in results.items() if "/" in k and _short(k) != "num_fg"}
 
 
-class TrainingReport(Callback):
-    """Progress bars for training and validation, then one table row per epoch.
+class TrainingReport(ProgressReporter):
+    """Progress bars for training and validation, then one table row per epoch (it replaces the Trainer's
+    default progress bar).
 
     Columns: epoch, each training loss part, mAP@0.50, mAP@0.50:0.95 (validation), lr, epoch time. After each
     epoch the curves of results.csv are redrawn into <experiment dir>/curves.png.
@@ -42,8 +44,9 @@ class TrainingReport(Callback):
         self._bar = None
         self._epoch_start = 0.0
         self._train: dict[str, float] = {}
-        self._epoch, self._lr, self._train_end = 0, math.nan, 0.0
-        self._pending = False
+        self._valid: dict[str, float] = {}
+        self._epoch, self._lr = 0, math.nan
+        self._pending = False  # an epoch trained and not reported yet
         self._header_done = False
         self._seen = 0
 
@@ -63,9 +66,8 @@ class TrainingReport(Callback):
         return len(loader) if limit is None else min(len(loader), int(limit))
 
     def on_train_loader_start(self, context: PhaseContext) -> None:
-        self._flush_row(context)  # the previous epoch had no validation
-        self._plot(context)
-        self._epoch_start, self._seen = time.perf_counter(), 0
+        self._plot(context)  # results.csv has the previous epoch's row now
+        self._epoch_start, self._seen, self._valid = time.perf_counter(), 0, {}
         params = context.training_params
         total = self._batches(context.train_loader, params.max_train_batches if params is not None else None)
         self._open_bar(total, f"epoch {context.epoch + 1}/{params.max_epochs if params is not None else '?'} train")
@@ -83,7 +85,7 @@ class TrainingReport(Callback):
     def on_train_loader_end(self, context: PhaseContext) -> None:
         self._close_bar()
         self._train = dict(context.metrics_dict or {})
-        self._epoch, self._train_end = context.epoch, time.perf_counter()
+        self._epoch = context.epoch
         self._lr = context.optimizer.param_groups[0]["lr"] if context.optimizer is not None else math.nan
         self._pending = True
 
@@ -98,28 +100,30 @@ class TrainingReport(Callback):
 
     def on_validation_loader_end(self, context: PhaseContext) -> None:
         self._close_bar()
-        self._flush_row(context, dict(context.metrics_dict or {}))
+        self._valid = dict(context.metrics_dict or {})
+
+    def on_epoch_end(self, context: PhaseContext) -> None:
+        self._print_row()
 
     def on_training_end(self, context: PhaseContext) -> None:
         self._close_bar()
-        self._flush_row(context)
+        self._print_row()  # an epoch interrupted after its training pass
         # results.csv gets the last epoch's row after its callbacks: draw once more at the very end.
         self._plot(context)
 
     # --- table -----------------------------------------------------------------------------------------------
 
-    def _flush_row(self, context: PhaseContext, valid: dict | None = None) -> None:
+    def _print_row(self) -> None:
         if not self._pending:
             return
         self._pending = False
         if not self.show:
             return
-        parts = _loss_parts(self._train)
-        end = time.perf_counter() if valid is not None else self._train_end
+        parts, valid = _loss_parts(self._train), self._valid
         columns = ["epoch", *parts, *_METRICS, "lr", "time"]
         values = [f"{self._epoch + 1}", *(f"{v:.4f}" for v in parts.values()),
-                  *(f"{valid[m]:.4f}" if valid and m in valid else "-" for m in _METRICS),
-                  f"{self._lr:.2e}", f"{end - self._epoch_start:.0f}s"]
+                  *(f"{valid[m]:.4f}" if m in valid else "-" for m in _METRICS),
+                  f"{self._lr:.2e}", f"{time.perf_counter() - self._epoch_start:.0f}s"]
         widths = [max(len(c), 7) for c in columns]
         if not self._header_done:
             tqdm.write("  ".join(c.rjust(w) for c, w in zip(columns, widths)))
@@ -130,7 +134,7 @@ class TrainingReport(Callback):
         folder = context.checkpoints_dir_path
         if not self.plot or not folder:
             return
-        csv_path = os.path.join(folder, "results.csv")
+        csv_path = os.path.join(folder, RESULTS_CSV)
         if os.path.isfile(csv_path):
             plot_results(csv_path, os.path.join(folder, CURVES_FILE))
 

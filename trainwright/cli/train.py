@@ -9,7 +9,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from trainwright.cli.report import CURVES_FILE, TrainingReport
-from trainwright.logging import atomic_write
+from trainwright.logging import RESULTS_CSV, TEXT_LOG, atomic_write
+from trainwright.nn.checkpoint_keys import BEST_CHECKPOINT, LATEST_CHECKPOINT
 from trainwright.recipes import DEFAULT_RECIPE, RecipeError, load_recipe
 from trainwright.recipes.detection import build_detection_run, read_detection_recipe
 
@@ -39,6 +40,7 @@ def run_train(args: list[str]) -> int:
     import torch
 
     from trainwright.training import Trainer
+    from trainwright.training.params import resume_requested
 
     start = time.perf_counter()
     recipe_name, overrides = split_recipe_and_overrides(args)
@@ -46,7 +48,7 @@ def run_train(args: list[str]) -> int:
     spec = read_detection_recipe(recipe)
     if spec.num_threads:
         torch.set_num_threads(int(spec.num_threads))
-    resume = bool(spec.training_params.get("resume")) or bool(spec.training_params.get("resume_path"))
+    resume = resume_requested(spec.training_params)
     name = spec.experiment_name if resume else unique_experiment_name(spec.ckpt_root_dir, spec.experiment_name)
     print(f"recipe {recipe_name}: {spec.architecture} on {spec.dataset['type']} data, "
           f"input {spec.dataset['input_size']}, {spec.training_params.get('max_epochs')} epochs")
@@ -54,13 +56,13 @@ def run_train(args: list[str]) -> int:
     print(f"{len(run.train_loader.dataset)} training images, {len(run.valid_loader.dataset)} validation images, "
           f"classes {run.class_names}")
     trainer = Trainer(name, ckpt_root_dir=os.path.abspath(spec.ckpt_root_dir), device=spec.device)
-    experiment_dir = Path(trainer.checkpoints_dir_path)
+    experiment_dir = Path(trainer.experiment_dir)
     experiment_dir.mkdir(parents=True, exist_ok=True)
     text = OmegaConf.to_yaml(recipe)
     atomic_write(experiment_dir / "recipe.yaml", lambda f: f.write(text.encode()))
-    show = not run.training_params.get("silent_mode", False)
-    params = {**run.training_params, "silent_mode": True,
-              "phase_callbacks": [*run.training_params["phase_callbacks"], TrainingReport(show=show)]}
+    # The table replaces the default progress bar (it is a ProgressReporter).
+    report = TrainingReport(show=not run.training_params.get("silent_mode", False))
+    params = {**run.training_params, "phase_callbacks": [*run.training_params["phase_callbacks"], report]}
     results = trainer.train(run.model, params, run.train_loader, run.valid_loader,
                             processing_params=run.processing_params)
     _print_summary(trainer, results, experiment_dir, time.perf_counter() - start)
@@ -72,11 +74,11 @@ def _print_summary(trainer, results: dict, experiment_dir: Path, seconds: float)
     final = ", ".join(f"{k} {results[k]:.4f}" for k in ("mAP@0.50", "mAP@0.50:0.95") if k in results)
     print(f"done in {seconds / 60:.1f} min" + (" (interrupted)" if trainer.interrupted else "")
           + (f"; last validation: {final}" if final else "")
-          + (f"; best {trainer.run.metric_to_watch} {trainer.best_metric:.4f}" if trainer.best_metric is not None
+          + (f"; best {trainer.state.metric_to_watch} {trainer.best_metric:.4f}" if trainer.best_metric is not None
              else ""))
-    files = [("checkpoints", "ckpt_best.pth, ckpt_latest.pth"), ("per-epoch results", "results.csv"),
+    files = [("checkpoints", f"{BEST_CHECKPOINT}, {LATEST_CHECKPOINT}"), ("per-epoch results", RESULTS_CSV),
              ("loss and mAP curves", CURVES_FILE), ("predictions drawn", "visualizations/"),
              ("TensorBoard", f"tensorboard --logdir {experiment_dir}"), ("resolved recipe", "recipe.yaml"),
-             ("log", "train_log.txt")]
+             ("log", TEXT_LOG)]
     for what, where in files:
         print(f"  {what:<20} {where}")

@@ -1,13 +1,22 @@
 """Experiment loggers (the `sg_logger` interface) and the files of the experiment directory."""
 
 from trainwright.logging.base import AbstractSGLogger, NullSGLogger
-from trainwright.logging.files import ResultsCSV, atomic_torch_save, atomic_write, attach_text_log
+from trainwright.logging.files import (
+    RESULTS_CSV,
+    TEXT_LOG,
+    ResultsCSV,
+    atomic_torch_save,
+    atomic_write,
+    attach_text_log,
+)
 
 __all__ = [
     "AbstractSGLogger",
     "NullSGLogger",
+    "RESULTS_CSV",
     "ResultsCSV",
     "SG_LOGGERS",
+    "TEXT_LOG",
     "TensorBoardSGLogger",
     "atomic_torch_save",
     "atomic_write",

@@ -10,7 +10,10 @@ import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_torch_save", "ResultsCSV", "attach_text_log"]
+__all__ = ["RESULTS_CSV", "TEXT_LOG", "atomic_write", "atomic_torch_save", "ResultsCSV", "attach_text_log"]
+
+RESULTS_CSV = "results.csv"  # per-epoch results in the experiment directory
+TEXT_LOG = "train_log.txt"  # the run's text log in the experiment directory
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)

@@ -14,6 +14,8 @@ from enum import Enum
 import torch
 from torch import nn
 
+from trainwright.nn.checkpoint_keys import NET
+
 __all__ = [
     "StrictLoad",
     "WeightTransferReport",
@@ -73,13 +75,13 @@ def _fmt(shape) -> str:
     return "no tensor" if shape is None else str(list(shape))
 
 
-def extract_weights(checkpoint: Mapping, source, key: str = "net") -> Mapping:
+def extract_weights(checkpoint: Mapping, source, key: str = NET) -> Mapping:
     """The state dict stored under ``key``; a bare state dict (only tensors) is its own ``net``."""
     if not isinstance(checkpoint, Mapping):
         raise ValueError(f"checkpoint {source} holds a {type(checkpoint).__name__}, expected a dict")
     if key in checkpoint:
         return checkpoint[key]
-    if key == "net" and checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+    if key == NET and checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
         return checkpoint
     raise ValueError(f"checkpoint {source} has no {key!r} entry (its keys: {_few(checkpoint) or 'none'})")
 
@@ -121,8 +123,8 @@ def adapt_state_dict_to_fit_model_layer_names(
     differ. Returns ``{**source_ckpt, "net": renamed}`` for a checkpoint with ``net``, else the renamed
     state dict, in the model's key order.
     """
-    has_net = "net" in source_ckpt
-    ckpt_sd = source_ckpt["net"] if has_net else source_ckpt
+    has_net = NET in source_ckpt
+    ckpt_sd = source_ckpt[NET] if has_net else source_ckpt
 
     def excluded(key):
         return any(pattern in key for pattern in exclude)
@@ -140,13 +142,13 @@ def adapt_state_dict_to_fit_model_layer_names(
             return None
         adapted[model_key] = ckpt_val
     renamed = {k: adapted[k] for k in model_state_dict}
-    return {**source_ckpt, "net": renamed} if has_net else renamed
+    return {**source_ckpt, NET: renamed} if has_net else renamed
 
 
 def raise_informative_runtime_error(state_dict: Mapping, checkpoint: Mapping, exception_msg, *, source=None):
     """Raise a RuntimeError that lists the key and shape differences between ``state_dict`` (the model's) and
     ``checkpoint``, and says how to load it when pairing the tensors by order and shape would work."""
-    ckpt_sd = checkpoint["net"] if "net" in checkpoint else checkpoint
+    ckpt_sd = checkpoint[NET] if NET in checkpoint else checkpoint
     missing, unexpected, shapes = state_dict_mismatch(state_dict, ckpt_sd)
     message = str(exception_msg)
     if source is not None:

@@ -7,15 +7,13 @@ tensor per image with rows (x1, y1, x2, y2, score, class).
 
 from __future__ import annotations
 
-import os
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from enum import Enum
 
 import torch
 import torchvision
-from torch import Tensor, nn
+from torch import Tensor
 
 from trainwright.ops._checks import Prediction, check_cap, check_raw_output, compute_dtype
 from trainwright.ops.boxes import cxcywh2xyxy
@@ -27,22 +25,6 @@ class NMS_Type(str, Enum):
 
     ITERATIVE = "iterative"
     MATRIX = "matrix"
-
-
-class DetectionPostPredictionCallback(ABC, nn.Module):
-    """Turns a detector's raw output into final boxes.
-
-    ``forward(x, device)`` returns a list with one entry per image: a float tensor [n, 6] of
-    (x1, y1, x2, y2, confidence, class) on ``device``, or None when the image has no box.
-    Implementations never modify ``x``.
-    """
-
-    def __init__(self):
-        super().__init__()
-
-    @abstractmethod
-    def forward(self, x, device: str):
-        """Post-process the model output ``x`` into per-image detections on ``device``."""
 
 
 def _candidates(pred: Tensor, conf_thres: float, multi_label: bool, with_confidence: bool):
@@ -122,10 +104,11 @@ def _nms_image(
     return out.to(pred.dtype)
 
 
-def _parallel_map(fn: Callable[[Tensor], Tensor | None], images: Sequence[Tensor]) -> list[Tensor | None]:
-    """Apply fn to each image, several CPU images at once (torch kernels release the GIL)."""
-    workers = min(len(images), torch.get_num_threads(), os.cpu_count() or 1)
-    if workers < 2 or images[0].device.type != "cpu":
+def _map_images(
+    fn: Callable[[Tensor], Tensor | None], images: Sequence[Tensor], executor: Executor | None
+) -> list[Tensor | None]:
+    """fn over each image; on `executor`, several CPU images at once (torch kernels release the GIL)."""
+    if executor is None or len(images) < 2 or images[0].device.type != "cpu":
         return [fn(image) for image in images]
     # Autograd and inference modes are per thread: the workers take the caller's.
     grad_enabled, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
@@ -134,21 +117,7 @@ def _parallel_map(fn: Callable[[Tensor], Tensor | None], images: Sequence[Tensor
         with torch.inference_mode(inference), torch.set_grad_enabled(grad_enabled):
             return fn(image)
 
-    return list(_thread_pool(workers).map(call, images))
-
-
-_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
-
-
-def _thread_pool(workers: int) -> ThreadPoolExecutor:
-    """A pool kept across calls (starting threads costs about as much as NMS on a small image).
-
-    Keyed by process id too: a forked child (a DataLoader worker, say) must not reuse its parent's dead threads.
-    """
-    key = (os.getpid(), workers)
-    if key not in _POOLS:
-        _POOLS[key] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="trainwright-nms")
-    return _POOLS[key]
+    return list(executor.map(call, images))
 
 
 def non_max_suppression(
@@ -160,6 +129,7 @@ def non_max_suppression(
     *,
     nms_top_k: int | None = None,
     max_predictions: int | None = None,
+    executor: Executor | None = None,
 ) -> list[Tensor | None]:
     """Greedy per-class NMS over raw output [B, N, 5 + C] (or a list of [N_i, 5 + C]) -> B x ([n, 6] or None).
 
@@ -173,8 +143,9 @@ def non_max_suppression(
     ``nms_top_k`` keeps only the best-scored candidates before NMS and ``max_predictions`` the first rows
     after it; None (the default) keeps all. NaN scores never pass the threshold, and candidates with a
     non-finite box coordinate are dropped before NMS. A box with negative width or height overlaps nothing
-    (it is kept when its score passes and suppresses no other box). The input is never modified. On CPU the
-    images of a batch run concurrently on a small thread pool (torch kernels release the GIL).
+    (it is kept when its score passes and suppresses no other box). The input is never modified. With an
+    ``executor`` (a thread pool the caller owns), the images of a CPU batch run concurrently on it (torch
+    kernels release the GIL); without one, one after the other.
     """
     images = check_raw_output("prediction", prediction)
     check_cap("nms_top_k", nms_top_k)
@@ -186,11 +157,10 @@ def non_max_suppression(
         return _nms_image(pred, conf_thres, iou_thres, multi_label_per_box, with_confidence, nms_top_k,
                           max_predictions)
 
-    return _parallel_map(run, list(images.unbind(0)) if isinstance(images, Tensor) else images)
+    return _map_images(run, list(images.unbind(0)) if isinstance(images, Tensor) else images, executor)
 
 
 __all__ = [
-    "DetectionPostPredictionCallback",
     "NMS_Type",
     "matrix_non_max_suppression",
     "non_max_suppression",

@@ -3,7 +3,8 @@
 A recipe is named by its file stem (``yolox_n_shapes`` is ``recipes/yolox_n_shapes.yaml``) or given as a
 path to any YAML file. Overrides are OmegaConf dotted ``key=value`` strings (``training_params.max_epochs=3``,
 ``dataset.input_size=[128,128]``); values are parsed as YAML. A key that the run never reads (a typo, or a
-key of another kind of dataset) is reported by `trainwright.recipes.builder` with `raise_if_unused_params`.
+key of another kind of dataset) is reported by `trainwright.recipes.detection.read_detection_recipe`, which reads
+the recipe inside `raise_if_unused_params`.
 """
 
 from __future__ import annotations

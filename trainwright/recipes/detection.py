@@ -36,7 +36,8 @@ from trainwright.models.detection.postprocess import YoloXPostPredictionCallback
 from trainwright.recipes import RecipeError
 from trainwright.training.params import DEFAULT_TRAINING_PARAMS
 
-__all__ = ["DetectionRecipe", "DetectionRun", "read_detection_recipe", "build_detection_run", "build_datasets"]
+__all__ = ["DetectionRecipe", "DetectionRun", "VISUALIZATION_CONF", "read_detection_recipe", "build_detection_run",
+           "build_datasets"]
 
 DATASET_TYPES = ("shapes", "coco")
 _COCO_PATH_KEYS = ("train_images_dir", "train_annotations", "val_images_dir", "val_annotations")
@@ -44,6 +45,7 @@ _COCO_PATH_KEYS = ("train_images_dir", "train_annotations", "val_images_dir", "v
 _BUILT_PARAMS = ("valid_metrics_list", "train_metrics_list", "phase_callbacks")
 _AUGMENTATION_KEYS = tuple(p for p in inspect.signature(detection_train_transforms).parameters if p != "input_size")
 _POSTPROCESS_KEYS = ("conf", "iou", "nms_top_k", "max_predictions", "multi_label_per_box", "with_confidence")
+VISUALIZATION_CONF = 0.3  # `visualization.conf` when the recipe omits it, and `predict --conf` for a checkpoint without one
 
 
 @dataclass
@@ -158,7 +160,7 @@ def read_detection_recipe(recipe: DictConfig | Mapping) -> DetectionRecipe:
             postprocess=_read_known(_section(cfg, "postprocess"), _POSTPROCESS_KEYS),
             visualization={"freq": int(visualization.get("freq", 1)),
                            "num_images": int(visualization.get("num_images", 8)),
-                           "conf": float(visualization.get("conf", 0.3))},
+                           "conf": float(visualization.get("conf", VISUALIZATION_CONF))},
             training_params=_read_training_params(_section(cfg, "training_params")),
         )
     return spec
@@ -231,5 +233,6 @@ def build_detection_run(spec: DetectionRecipe) -> DetectionRun:
     ]
     params["phase_callbacks"] = callbacks
     processing = {**train.processing_params, "architecture": spec.architecture, "arch_params": spec.arch_params,
-                  "valid_data": valid_data_location(valid), "postprocess": dict(spec.postprocess)}
+                  "valid_data": valid_data_location(valid), "postprocess": dict(spec.postprocess),
+                  "visualization": {"conf": spec.visualization["conf"]}}
     return DetectionRun(spec, model, train_loader, valid_loader, params, processing, names)

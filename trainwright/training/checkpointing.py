@@ -1,18 +1,37 @@
-"""Checkpoint dicts the trainer writes (plain containers + tensors, `weights_only=True`-safe) and resume."""
+"""The checkpoints of a run: built from the state and every stateful callback, written through the sg_logger,
+read back for resume. Only plain containers and tensors, so `torch.load(..., weights_only=True)` reads them."""
 
 from __future__ import annotations
 
+import logging
+import os
 import random
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
-from torch import nn
 
 from trainwright._version import __version__
+from trainwright.checkpoints import read_ckpt_state_dict
+from trainwright.nn.checkpoint_keys import (
+    ACC,
+    CALLBACK_STATES,
+    INTERRUPTED_AT,
+    LATEST_CHECKPOINT,
+    METRICS,
+    NET,
+    PROCESSING_PARAMS,
+    RECIPE,
+    RNG_STATE,
+    VERSION,
+)
+from trainwright.training.params import resume_requested
+from trainwright.training.state import TrainState
 
-__all__ = ["plain", "capture_rng_state", "restore_rng_state", "build_checkpoint", "load_checkpoint"]
+__all__ = ["Checkpointer", "Stateful", "plain", "capture_rng_state", "restore_rng_state", "read_resume_checkpoint"]
+
+logger = logging.getLogger("trainwright")
 
 
 def plain(obj: Any) -> Any:
@@ -54,47 +73,86 @@ def restore_rng_state(state: Mapping) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
-def _state_dict(model: nn.Module) -> dict:
-    return getattr(model, "module", model).state_dict()
+class Stateful(Protocol):
+    """Anything whose state goes into the checkpoint: a callback with `state_dict()` / `load_state_dict()`."""
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state_dict: dict) -> None: ...
 
 
-def build_checkpoint(
-    *,
-    net: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler,
-    epoch: int,
-    acc: float | None,
-    best_metric: float | None,
-    metrics: Mapping[str, float],
-    ema=None,
-    processing_params: Mapping | None = None,
-    recipe: Mapping | None = None,
-    extra: Mapping | None = None,
-) -> dict:
-    """The checkpoint dict; `epoch` is the number of finished epochs (the epoch a resume starts at)."""
-    ckpt = {
-        "net": _state_dict(net),
-        "optimizer_state_dict": optimizer.state_dict(),
-        "scaler_state_dict": scaler.state_dict() if scaler is not None else None,
-        "epoch": int(epoch),
-        "acc": None if acc is None else float(acc),
-        "best_metric": None if best_metric is None else float(best_metric),
-        "metrics": plain(dict(metrics)),
-        "trainwright_version": __version__,
-        "rng_state": capture_rng_state(),
-    }
-    if ema is not None:
-        ckpt["ema_net"] = ema.state_dict()
-    if processing_params is not None:
-        ckpt["processing_params"] = plain(dict(processing_params))
-    if recipe is not None:
-        ckpt["recipe"] = plain(dict(recipe))
-    if extra:
-        ckpt.update(extra)
-    return ckpt
+class Checkpointer:
+    """Builds the checkpoints of a run and writes them through the state's sg_logger (when `enabled`: rank 0).
+
+    A checkpoint is `state.state_dict()` (net, ema_net, optimizer, scaler, epoch, best_metric) plus the epoch's
+    metrics and `acc`, the processing params, the resolved training params (`recipe`), the RNG states and, under
+    `callback_states`, the `state_dict()` of everything added with `add_checkpointable`.
+    """
+
+    def __init__(self, state: TrainState, enabled: bool):
+        self.state = state
+        self.enabled = enabled
+        self.checkpointables: dict[str, Stateful] = {}
+
+    def add_checkpointable(self, key: str, obj: Stateful) -> None:
+        """Save `obj.state_dict()` under `callback_states[key]` and restore it on resume."""
+        if key in self.checkpointables:
+            raise ValueError(f"two callbacks save their state under the same key {key!r}")
+        self.checkpointables[key] = obj
+
+    def build(self, metrics: Mapping[str, float], extra: Mapping | None = None) -> dict:
+        """The checkpoint of the current state; `metrics` are the validation results it is written after."""
+        state = self.state
+        watched = state.metric_to_watch
+        checkpoint = state.state_dict()
+        checkpoint.update({
+            ACC: float(metrics[watched]) if metrics and watched in metrics else None,
+            METRICS: plain(dict(metrics)),
+            RECIPE: plain(state.params.to_dict(include_schema=False)),
+            VERSION: __version__,
+            RNG_STATE: capture_rng_state(),
+            CALLBACK_STATES: {key: obj.state_dict() for key, obj in self.checkpointables.items()},
+        })  # fmt: skip
+        if state.processing_params is not None:
+            checkpoint[PROCESSING_PARAMS] = plain(dict(state.processing_params))
+        checkpoint.update(extra or {})
+        return checkpoint
+
+    def save(self, name: str, checkpoint: dict) -> None:
+        """Write `checkpoint` as the file `name` of the experiment directory (atomically, by the sg_logger)."""
+        if self.enabled:
+            self.state.sg_logger.add_checkpoint(name, checkpoint, global_step=self.state.epoch)
+
+    def save_weights(self, name: str, checkpoint: dict, weights: dict) -> None:
+        """`checkpoint` with `weights` as its `net` (e.g. the EMA or averaged weights)."""
+        self.save(name, {**checkpoint, NET: weights})
+
+    def restore(self, path: str, checkpoint: Mapping) -> None:
+        """Load a checkpoint written by `build` into the state and the checkpointables; the RNG states last."""
+        self.state.load_state_dict(checkpoint)
+        self.state.resumed_from = path
+        states = checkpoint.get(CALLBACK_STATES) or {}
+        for key, obj in self.checkpointables.items():
+            if key in states:
+                obj.load_state_dict(states[key])
+        if INTERRUPTED_AT in checkpoint:
+            logger.warning("Resuming from a checkpoint saved by an interruption %s: epoch %d restarts from its "
+                           "beginning with the weights of the interruption", checkpoint[INTERRUPTED_AT],
+                           self.state.epochs_done)  # fmt: skip
+        logger.info("Resumed from %s at epoch %d (best metric %s)", path, self.state.epochs_done,
+                    self.state.best_metric)  # fmt: skip
+        if checkpoint.get(RNG_STATE) is not None:  # last, so nothing above shifts the restored streams
+            restore_rng_state(checkpoint[RNG_STATE])
 
 
-def load_checkpoint(path, device="cpu") -> dict:
-    """Read a checkpoint written by the trainer (`weights_only=True`)."""
-    return torch.load(path, map_location=device, weights_only=True)
+def read_resume_checkpoint(params, experiment_dir: str) -> tuple[str, dict] | None:
+    """(path, checkpoint) to resume from when `params` ask for it (resume or resume_path), else None.
+
+    Read before anything of the run is built or written, so a missing or unreadable file changes nothing.
+    """
+    if not resume_requested(params):
+        return None
+    path = params.resume_path or os.path.join(experiment_dir, LATEST_CHECKPOINT)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"cannot resume: no checkpoint at {path!r}")
+    return path, read_ckpt_state_dict(path)

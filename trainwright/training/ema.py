@@ -9,6 +9,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from trainwright.distributed import unwrap_model
+
 __all__ = ["ModelEMA", "EMA_DECAY_FUNCTIONS", "constant_decay", "threshold_decay", "exp_decay"]
 
 
@@ -34,10 +36,6 @@ EMA_DECAY_FUNCTIONS: dict[str, Callable[..., float]] = {
 }
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return getattr(model, "module", model)
-
-
 class ModelEMA:
     """Keeps `ema` (a frozen eval-mode copy of the model): ema_w <- d * ema_w + (1 - d) * w after each step.
 
@@ -50,7 +48,7 @@ class ModelEMA:
             raise ValueError(f"ema_params.decay_type={decay_type!r}; expected one of {sorted(EMA_DECAY_FUNCTIONS)}")
         if not 0.0 <= decay <= 1.0:
             raise ValueError(f"ema_params.decay must be in [0, 1], got {decay!r}")
-        self.ema = copy.deepcopy(_unwrap(model)).eval()
+        self.ema = copy.deepcopy(unwrap_model(model)).eval()
         for p in self.ema.parameters():
             p.requires_grad_(False)
         self.decay = float(decay)
@@ -76,7 +74,7 @@ class ModelEMA:
         """Blend the current weights of `model` into the average."""
         d = self.decay_at(step, total_steps)
         ema_state = self.ema.state_dict()
-        model_state = _unwrap(model).state_dict()
+        model_state = unwrap_model(model).state_dict()
         floats_ema, floats_model = [], []
         for name, ema_v in ema_state.items():
             v = model_state[name].detach()

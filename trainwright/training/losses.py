@@ -1,45 +1,20 @@
-"""Losses by name (a registry others add to) and the trainer's loss-output convention."""
+"""Building `training_params.loss` and the trainer's loss-output convention (the registry is `models.losses`)."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 
 import torch
-from torch import nn
+
+from trainwright.models.losses import LOSSES, loss_factory, register_loss
 
 __all__ = ["LOSSES", "register_loss", "build_loss", "loss_item_names", "split_loss_output"]
-
-# name -> factory(**criterion_params), or "module:attribute" imported when first used.
-LOSSES: dict[str, Callable[..., nn.Module] | str] = {
-    "cross_entropy": nn.CrossEntropyLoss,
-    "mse": nn.MSELoss,
-    "l1": nn.L1Loss,
-    "bce_with_logits": nn.BCEWithLogitsLoss,
-    "yolox_loss": "trainwright.models.detection.yolox_loss:YoloXDetectionLoss",
-}
-
-
-def register_loss(name: str, factory: Callable[..., nn.Module] | str | None = None):
-    """Make `loss=name` build `factory(**criterion_params)`; usable as a class decorator without `factory`."""
-
-    def add(f):
-        LOSSES[name] = f
-        return f
-
-    return add(factory) if factory is not None else add
 
 
 def build_loss(loss, criterion_params: Mapping) -> Callable:
     """An nn.Module / callable is used as is; a registered name is built with `criterion_params`."""
     if isinstance(loss, str):
-        if loss not in LOSSES:
-            raise ValueError(f"loss={loss!r} is not registered; expected one of {sorted(LOSSES)} or a module")
-        factory = LOSSES[loss]
-        if isinstance(factory, str):
-            module_name, attr = factory.split(":")
-            factory = getattr(importlib.import_module(module_name), attr)
-        return factory(**criterion_params)
+        return loss_factory(loss)(**criterion_params)
     if callable(loss):
         return loss
     raise TypeError(f"loss must be a registered name, an nn.Module or a callable, got {type(loss).__name__}")

@@ -8,8 +8,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from trainwright.config import HpmStruct, raise_if_unused_params
+from trainwright.nn.checkpoint_keys import BEST_CHECKPOINT
 
-__all__ = ["DEFAULT_TRAINING_PARAMS", "resolve_training_params"]
+__all__ = ["DEFAULT_TRAINING_PARAMS", "resolve_training_params", "resume_requested"]
 
 # name -> default. `None` for max_epochs / initial_lr means "required".
 DEFAULT_TRAINING_PARAMS: dict[str, Any] = {
@@ -44,7 +45,7 @@ DEFAULT_TRAINING_PARAMS: dict[str, Any] = {
     "metric_to_watch": None,  # None -> first validation metric (or the first loss item, lower is better)
     "greater_metric_to_watch_is_better": True,
     "save_model": True,
-    "ckpt_best_name": "ckpt_best.pth",
+    "ckpt_best_name": BEST_CHECKPOINT,
     "save_ckpt_epoch_list": [],  # 1-based: [5] writes ckpt_epoch_5.pth after the fifth epoch
     "average_best_models": False,
     "number_of_models_to_average": 10,
@@ -109,3 +110,8 @@ def resolve_training_params(training_params) -> HpmStruct:
     for name in ("train_metrics_list", "valid_metrics_list", "phase_callbacks", "lr_updates", "save_ckpt_epoch_list"):
         resolved[name] = list(resolved[name] or [])
     return HpmStruct(**resolved)
+
+
+def resume_requested(training_params: Mapping) -> bool:
+    """Whether these parameters continue an earlier run (resume=True or a resume_path): the one place that decides."""
+    return bool(training_params.get("resume")) or bool(training_params.get("resume_path"))

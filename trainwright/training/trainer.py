@@ -1,29 +1,35 @@
-"""The Trainer: owns the loop; everything optional (LR, EMA, checkpoints policy, logging) is a collaborator.
+"""The Trainer: the loop, and nothing else.
 
-Read `train` top to bottom: setup (`TrainingRun`), then `_train_epoch` / `_evaluate` per epoch, then
-`_end_epoch` (best-metric tracking, checkpoints, logs). The callback events fire in the order documented in
-`trainwright.callbacks.base`.
+Read `train` top to bottom: the state is built from the parameters (`setup.build_train_state`), every policy
+is a callback (`default_callbacks.build_callbacks`), then each epoch trains (`_train_epoch`), validates when
+due (`_validate`) and fires `on_epoch_end`, where checkpoints and results are written. The events fire in the
+order documented in `trainwright.callbacks.base`.
 """
 
 from __future__ import annotations
 
-import contextlib
+import copy
 import itertools
 import logging
 import os
-import time
-from types import SimpleNamespace
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from trainwright.callbacks.base import CallbackHandler, PhaseContext
-from trainwright.distributed import is_main_process
+from trainwright.callbacks.base import CallbackHandler
+from trainwright.distributed import is_main_process, unwrap_model
+from trainwright.training.batches import move_to_device, unpack_batch
+from trainwright.training.checkpointing import read_resume_checkpoint
+from trainwright.training.context import StateContext
 from trainwright.training.data_order import set_epoch_order
-from trainwright.training.losses import build_loss, loss_item_names, split_loss_output
+from trainwright.training.default_callbacks import build_callbacks
+from trainwright.training.evaluation import NO_EVENTS, evaluate, loss_results, test_events, validation_events
+from trainwright.training.losses import build_loss, split_loss_output
 from trainwright.training.metric_set import LossAverager, MetricSet
-from trainwright.training.run import TrainingRun, move_to_device, unpack_batch
+from trainwright.training.params import resolve_training_params
+from trainwright.training.policies import ProgressBar, ProgressReporter
+from trainwright.training.setup import build_train_state, open_sg_logger
+from trainwright.training.state import LoopState, TrainState
 
 __all__ = ["Trainer"]
 
@@ -31,7 +37,7 @@ logger = logging.getLogger("trainwright")
 
 
 class Trainer:
-    """Trains and evaluates a model; files go to `ckpt_root_dir/experiment_name/`.
+    """Trains and evaluates a model; files go to `experiment_dir` = `ckpt_root_dir/experiment_name/`.
 
     Args:
         experiment_name: name of the run and of its directory.
@@ -44,14 +50,21 @@ class Trainer:
             raise ValueError(f"experiment_name must be a non-empty string, got {experiment_name!r}")
         self.experiment_name = experiment_name
         self.ckpt_root_dir = os.fspath(ckpt_root_dir) if ckpt_root_dir is not None else os.path.abspath("checkpoints")
-        self.checkpoints_dir_path = os.path.join(self.ckpt_root_dir, experiment_name)
+        self.experiment_dir = os.path.join(self.ckpt_root_dir, experiment_name)
         self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.state: TrainState | None = None  # the last training's state, its callbacks and their context
+        self.callbacks: CallbackHandler | None = None
+        self.context: StateContext | None = None
         self.net: nn.Module | None = None
         self.ema_model = None
-        self.run: TrainingRun | None = None
         self.valid_metrics: dict[str, float] = {}
         self.best_metric: float | None = None
         self.interrupted = False
+
+    @property
+    def checkpoints_dir_path(self) -> str:
+        """The reference's name of `experiment_dir`."""
+        return self.experiment_dir
 
     # --- training ------------------------------------------------------------------------------------------------
 
@@ -66,142 +79,112 @@ class Trainer:
         """
         if train_loader is None:
             raise ValueError("train_loader is required")
-        run = TrainingRun(self, model, training_params, train_loader, valid_loader, processing_params)
-        self.run, self.net, self.ema_model = run, run.net, run.ema
-        ctx = run.context
-        if additional_configs_to_log:
-            run.log_config("additional_configs", additional_configs_to_log)
+        params = resolve_training_params(training_params)
+        resume = read_resume_checkpoint(params, self.experiment_dir)  # before anything is built or written
+        state = build_train_state(model, params, train_loader, valid_loader, device=self.device,
+                                  experiment_name=self.experiment_name, experiment_dir=self.experiment_dir,
+                                  processing_params=processing_params)  # fmt: skip
+        callbacks, checkpointer, methods = build_callbacks(state, additional_configs_to_log)
+        if resume is not None:
+            checkpointer.restore(*resume)
+        open_sg_logger(state)  # the first file of the run, once nothing else can fail
+        self.state, self.net, self.ema_model = state, state.net, state.ema
+        self.valid_metrics, self.interrupted = {}, False
+        self.callbacks, self.context = callbacks, StateContext(state, context_methods=methods)
         try:
-            run.callbacks.on_training_start(ctx)
-            for epoch in range(run.start_epoch, run.params.max_epochs):
-                if ctx.stop_training:
+            callbacks.on_training_start(self.context)
+            for epoch in range(state.epochs_done, params.max_epochs):
+                if state.stop_training:
                     logger.info("A callback asked to stop training before epoch %d", epoch)
                     break
-                train_results = self._train_epoch(run, epoch)
-                valid_results = {}
-                if run.valid_loader is not None and run.should_validate(epoch):
-                    valid_results = self._evaluate(run, run.eval_net(), run.valid_loader, run.valid_metrics,
-                                                   "validation", epoch, run.params.max_valid_batches)  # fmt: skip
-                self._end_epoch(run, epoch, train_results, valid_results)
-            run.finish_averaging(self)
+                self._train_epoch(epoch)
+                if state.validates(epoch):
+                    self._validate()
+                state.epochs_done = epoch + 1
+                callbacks.on_epoch_end(self.context)
+            self._validate_averaged_model()
         except KeyboardInterrupt:
-            self.interrupted = True
-            logger.warning("Training interrupted at epoch %s, batch %s: saving ckpt_latest.pth", ctx.epoch, ctx.batch_idx)
-            run.save_interrupted(ctx.epoch if ctx.epoch is not None else run.start_epoch, ctx.batch_idx)
+            state.interrupted = self.interrupted = True
+            logger.warning("Training interrupted at epoch %s, batch %s", state.epoch, state.batch.index)
         except Exception:
-            logger.exception("Training stopped by an error at epoch %s, batch %s", ctx.epoch, ctx.batch_idx)
+            logger.exception("Training stopped by an error at epoch %s, batch %s", state.epoch, state.batch.index)
             raise
         finally:
             try:
-                run.callbacks.on_training_end(ctx)
+                callbacks.on_training_end(self.context)
             finally:
-                run.close()
-        self.best_metric = run.best_metric
+                state.sg_logger.flush()
+                state.sg_logger.close()
+        self.best_metric = state.best_metric
         return self.valid_metrics
 
-    def _train_epoch(self, run: TrainingRun, epoch: int) -> dict[str, float]:
-        net, params, ctx, callbacks = run.net, run.params, run.context, run.callbacks
-        net.train()
-        set_epoch_order(run.train_loader, params.seed, epoch)
-        run.train_metrics.reset()
-        losses = LossAverager()
-        ctx.update_context(epoch=epoch, batch_idx=None, metrics_dict={})
-        callbacks.on_train_loader_start(ctx)
-        bar = self._progress(run, run.train_loader_len, f"Train epoch {epoch}")
-        seen, start = 0, time.perf_counter()
-        for batch_idx, batch in enumerate(itertools.islice(run.train_loader, run.train_loader_len)):
-            inputs, target, extras = move_to_device(unpack_batch(batch), run.device)
-            ctx.update_context(batch_idx=batch_idx, inputs=inputs, target=target, additional_batch_items=extras)
-            callbacks.on_train_batch_start(ctx)
-            with run.autocast():
-                preds = net(inputs)
-                loss, items = split_loss_output(run.criterion(preds, target))
-            run.check_finite(loss, epoch, batch_idx)
-            losses.update(items, len(inputs))
-            if len(run.train_metrics):
-                run.train_metrics.update(preds, target, inputs, extras)
-            ctx.update_context(preds=preds, loss_log_items=items)
-            callbacks.on_train_batch_loss_end(ctx)
-            run.scaler.scale(loss).backward()
-            callbacks.on_train_batch_backward_end(ctx)
-            global_step = epoch * run.train_loader_len + batch_idx + 1
-            if global_step % params.batch_accumulate == 0:
-                self._optimizer_step(run, global_step)
-            callbacks.on_train_batch_end(ctx)
-            seen += len(inputs)
-            bar.update(1)
-            if not bar.disable and (batch_idx % 10 == 0 or batch_idx == run.train_loader_len - 1):
-                bar.set_postfix(loss=f"{float(loss.detach()):.4f}", img_s=f"{seen / (time.perf_counter() - start):.1f}")
-        bar.close()
-        names = run.loss_names(losses)
-        results = {**losses.compute(names), **(run.train_metrics.compute() if len(run.train_metrics) else {})}
-        ctx.update_context(metrics_dict=results)
-        callbacks.on_train_loader_end(ctx)
-        return results
+    def _train_epoch(self, epoch: int) -> None:
+        state, callbacks = self.state, self.callbacks
+        state.net.train()
+        set_epoch_order(state.train_loader, state.params.seed, epoch)
+        state.train_metrics.reset()
+        state.metrics, state.losses = state.train_metrics, LossAverager()
+        state.epoch, state.num_batches, state.batch.index = epoch, state.train_loader_len, None
+        state.metrics_dict, state.train_results, state.valid_results = {}, {}, {}
+        callbacks.on_train_loader_start(self.context)
+        for batch_idx, batch in enumerate(itertools.islice(state.train_loader, state.train_loader_len)):
+            self._train_step(epoch, batch_idx, batch)
+        train_metrics = state.train_metrics.compute() if len(state.train_metrics) else {}
+        state.train_results = state.metrics_dict = {**loss_results(state, state.losses), **train_metrics}
+        callbacks.on_train_loader_end(self.context)
 
-    def _optimizer_step(self, run: TrainingRun, global_step: int) -> None:
-        """Step at an accumulation boundary: clip (on unscaled gradients), step, zero, update the EMA."""
-        run.callbacks.on_train_batch_gradient_step_start(run.context)
-        if run.params.clip_grad_norm:
-            run.scaler.unscale_(run.optimizer)
-            torch.nn.utils.clip_grad_norm_(run.net.parameters(), run.params.clip_grad_norm)
-        run.scaler.step(run.optimizer)
-        run.scaler.update()
-        run.optimizer.zero_grad(set_to_none=True)
-        if run.ema is not None:
-            run.ema.update(run.net, step=global_step, total_steps=run.train_loader_len * run.params.max_epochs)
-        run.callbacks.on_train_batch_gradient_step_end(run.context)
+    def _train_step(self, epoch: int, batch_idx: int, raw_batch) -> None:
+        """Forward, loss, backward, and an optimizer step at each accumulation boundary."""
+        state, callbacks, context, batch = self.state, self.callbacks, self.context, self.state.batch
+        batch.index = batch_idx
+        batch.inputs, batch.target, batch.extras = move_to_device(unpack_batch(raw_batch), state.device)
+        state.global_step = epoch * state.train_loader_len + batch_idx + 1
+        callbacks.on_train_batch_start(context)
+        with state.autocast():
+            batch.preds = state.net(batch.inputs)
+            batch.loss, batch.loss_items = split_loss_output(state.criterion(batch.preds, batch.target))
+        state.losses.update(batch.loss_items, len(batch.inputs))
+        if len(state.train_metrics):
+            state.train_metrics.update(batch.preds, batch.target, batch.inputs, batch.extras)
+        callbacks.on_train_batch_loss_end(context)
+        state.scaler.scale(batch.loss).backward()
+        callbacks.on_train_batch_backward_end(context)
+        if state.global_step % state.params.batch_accumulate == 0:
+            self._optimizer_step()
+        callbacks.on_train_batch_end(context)
 
-    # --- evaluation ------------------------------------------------------------------------------------------------
+    def _optimizer_step(self) -> None:
+        """Clip (on unscaled gradients), step, zero the gradients."""
+        state = self.state
+        self.callbacks.on_train_batch_gradient_step_start(self.context)
+        if state.params.clip_grad_norm:
+            state.scaler.unscale_(state.optimizer)
+            torch.nn.utils.clip_grad_norm_(state.net.parameters(), state.params.clip_grad_norm)
+        state.scaler.step(state.optimizer)
+        state.scaler.update()
+        state.optimizer.zero_grad(set_to_none=True)
+        self.callbacks.on_train_batch_gradient_step_end(self.context)
 
-    @torch.no_grad()
-    def _evaluate(self, run, model, loader, metrics: MetricSet, phase: str, epoch, max_batches=None,
-                  callbacks: CallbackHandler | None = None) -> dict:  # fmt: skip
-        """One pass over `loader` firing the `phase` ("validation" or "test") events; returns losses + metrics."""
-        ctx, callbacks = run.context, callbacks if callbacks is not None else run.callbacks
-        was_training = model.training
-        model.eval()
-        metrics.reset()
-        losses = LossAverager()
-        ctx.update_context(epoch=epoch, batch_idx=None)
-        getattr(callbacks, f"on_{phase}_loader_start")(ctx)
-        total = len(loader) if max_batches is None else min(len(loader), max_batches)
-        bar = self._progress(run, total, f"{phase.capitalize()} epoch {epoch}" if phase == "validation" else "Test")
-        for batch_idx, batch in enumerate(itertools.islice(loader, total)):
-            inputs, target, extras = move_to_device(unpack_batch(batch), run.device)
-            ctx.update_context(batch_idx=batch_idx, inputs=inputs, target=target, additional_batch_items=extras)
-            getattr(callbacks, f"on_{phase}_batch_start")(ctx)
-            with run.autocast():
-                preds = model(inputs)
-                items = None
-                if run.criterion is not None:
-                    _, items = split_loss_output(run.criterion(preds, target))
-                    losses.update(items, len(inputs))
-            metrics.update(preds, target, inputs, extras)
-            ctx.update_context(preds=preds, loss_log_items=items)
-            getattr(callbacks, f"on_{phase}_batch_end")(ctx)
-            bar.update(1)
-        bar.close()
-        results = {**losses.compute(run.loss_names(losses)), **metrics.compute()}
-        ctx.update_context(metrics_dict=results)
-        getattr(callbacks, f"on_{phase}_loader_end")(ctx)
-        model.train(was_training)
-        return results
+    def _validate(self) -> None:
+        """Validate the model validation uses (the EMA when on); on improvement, fire on_validation_end_best_epoch."""
+        state = self.state
+        state.valid_results = self.valid_metrics = evaluate(
+            state, state.eval_net, state.valid_loader, state.valid_metrics, validation_events(self.callbacks),
+            self.context, state.params.max_valid_batches)  # fmt: skip
+        if state.new_best:
+            self.callbacks.on_validation_end_best_epoch(self.context)
 
-    def _end_epoch(self, run: TrainingRun, epoch: int, train_results: dict, valid_results: dict) -> None:
-        """Track the best metric, write checkpoints and logs of `epoch`."""
-        improved = False
-        if valid_results:
-            self.valid_metrics = valid_results
-            improved = run.update_best(valid_results)
-            if improved:
-                run.callbacks.on_validation_end_best_epoch(run.context)
-        run.save_epoch_checkpoints(epoch, valid_results, improved)
-        run.log_epoch(epoch, train_results, valid_results, improved)
-
-    def _progress(self, run, total: int, desc: str):
-        disable = run.params.silent_mode or not is_main_process()
-        return tqdm(total=total, desc=desc, disable=disable, leave=False, dynamic_ncols=True, unit="batch")
+    def _validate_averaged_model(self) -> None:
+        """After the last epoch: validate the average of the best epochs (average_best_models), no batch events."""
+        state = self.state
+        if state.averaged_weights is None or state.valid_loader is None:
+            return
+        model = copy.deepcopy(unwrap_model(state.eval_net))
+        model.load_state_dict(state.averaged_weights)
+        results = evaluate(state, model, state.valid_loader, state.valid_metrics, NO_EVENTS, self.context,
+                           state.params.max_valid_batches)  # fmt: skip
+        self.callbacks.on_average_best_models_validation_end(self.context)
+        logger.info("Averaged model of the best epochs: %s", results)
 
     # --- test ------------------------------------------------------------------------------------------------------
 
@@ -217,24 +200,11 @@ class Trainer:
         criterion = build_loss(loss, criterion_params or {}) if loss is not None else None
         if isinstance(criterion, nn.Module):
             criterion.to(self.device)
-        run = _EvalRun(self, criterion, test_phase_callbacks or [], silent_mode)
+        state = LoopState(device=self.device, net=model, criterion=criterion, experiment_name=self.experiment_name,
+                          experiment_dir=self.experiment_dir)  # fmt: skip
         metrics = MetricSet(test_metrics_list or [], self.device)
-        return self._evaluate(run, model, test_loader, metrics, "test", epoch=None)
-
-
-class _EvalRun:
-    """The few pieces of a run that `Trainer._evaluate` needs, for `Trainer.test`."""
-
-    def __init__(self, trainer: Trainer, criterion, callbacks, silent_mode: bool):
-        self.device = trainer.device
-        self.criterion = criterion
-        self.callbacks = CallbackHandler(callbacks)
-        self.context = PhaseContext(device=self.device, criterion=criterion, experiment_name=trainer.experiment_name,
-                                    checkpoints_dir_path=trainer.checkpoints_dir_path, net=trainer.net)  # fmt: skip
-        self.params = SimpleNamespace(silent_mode=silent_mode)
-
-    def autocast(self):
-        return contextlib.nullcontext()
-
-    def loss_names(self, losses: LossAverager) -> list[str]:
-        return loss_item_names(self.criterion, 0 if losses.sum is None else losses.sum.numel())
+        callbacks = list(test_phase_callbacks or [])
+        if not any(isinstance(cb, ProgressReporter) for cb in callbacks):
+            callbacks.append(ProgressBar(state, enabled=not silent_mode and is_main_process()))
+        context = StateContext(state, test_loader=test_loader, test_metrics=metrics)
+        return evaluate(state, model, test_loader, metrics, test_events(CallbackHandler(callbacks)), context)

@@ -1,6 +1,7 @@
-"""Detection architectures and their building blocks."""
+"""Detection architectures, their building blocks and losses (importing the package registers the losses)."""
 
 from trainwright.models.detection.anchors import Anchors
 from trainwright.models.detection.yolox import YoloX
+from trainwright.models.detection.yolox_loss import YoloXDetectionLoss
 
-__all__ = ["Anchors", "YoloX"]
+__all__ = ["Anchors", "YoloX", "YoloXDetectionLoss"]

@@ -1,31 +1,47 @@
-"""YOLOX post-processing: decoded head output -> per-image boxes after NMS."""
+"""Post-processing of detector output into per-image boxes: the base class, and YOLOX's confidence filter + NMS."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from trainwright.ops.nms import (
-    DetectionPostPredictionCallback,
-    NMS_Type,
-    matrix_non_max_suppression,
-    non_max_suppression,
-)
+from trainwright.models.detection.nms_threads import nms_threads
+from trainwright.ops.nms import NMS_Type, matrix_non_max_suppression, non_max_suppression
+
+__all__ = ["DetectionPostPredictionCallback", "YoloXPostPredictionCallback"]
+
+
+class DetectionPostPredictionCallback(ABC, nn.Module):
+    """Turns a detector's raw output into final boxes.
+
+    ``forward(x, device)`` returns a list with one entry per image: a float tensor [n, 6] of
+    (x1, y1, x2, y2, confidence, class) on ``device``, or None when the image has no box.
+    Implementations never modify ``x``.
+    """
+
+    def __init__(self):
+        super().__init__()
+
+    @abstractmethod
+    def forward(self, x, device: str):
+        """Post-process the model output ``x`` into per-image detections on ``device``."""
 
 
 class YoloXPostPredictionCallback(DetectionPostPredictionCallback):
-    """Confidence filter + NMS for YOLOX's eval output.
+    """Confidence filter + NMS for YOLOX's eval output; its defaults are the NMS defaults of every command.
 
-    :param conf: confidence threshold (objectness, then class score times objectness when with_confidence).
-    :param iou: IoU threshold of the greedy per-class NMS.
-    :param classes: class ids to keep (None keeps every class).
-    :param nms_top_k: best candidates per image sent to NMS (None: all; for matrix NMS, its default 500).
-    :param max_predictions: most boxes returned per image (None: all).
-    :param multi_label_per_box: one candidate per class above ``conf`` (else only the best class of a box).
-    :param with_confidence: multiply class scores by the objectness.
-    :param nms_type: NMS_Type.ITERATIVE (greedy, exact) or NMS_Type.MATRIX.
+    Args:
+        conf: confidence threshold (objectness, then class score times objectness when with_confidence).
+        iou: IoU threshold of the greedy per-class NMS.
+        classes: class ids to keep (None keeps every class).
+        nms_top_k: best candidates per image sent to NMS (None: all; for matrix NMS, its default 500).
+        max_predictions: most boxes returned per image (None: all).
+        multi_label_per_box: one candidate per class above ``conf`` (else only the best class of a box).
+        with_confidence: multiply class scores by the objectness.
+        nms_type: NMS_Type.ITERATIVE (greedy, exact) or NMS_Type.MATRIX.
     """
 
     def __init__(
@@ -50,10 +66,14 @@ class YoloXPostPredictionCallback(DetectionPostPredictionCallback):
         self.nms_type = NMS_Type(nms_type)
 
     def forward(self, x, device: str | torch.device | None = None) -> list[Tensor | None]:
-        """x: the model's eval output (decoded [B, N, 5 + C], raw maps) or the decoded tensor alone.
+        """Per-image boxes of one batch; the images of a CPU batch run concurrently on `nms_threads()`.
 
-        Returns B entries: [n, 6] (x1, y1, x2, y2, score, class) on ``device`` (default: x's device), or
-        None for an image without a box.
+        Args:
+            x: the model's eval output (decoded [B, N, 5 + C], raw maps) or the decoded tensor alone.
+            device: where the results go (default: x's device).
+
+        Returns:
+            B entries: [n, 6] (x1, y1, x2, y2, score, class), or None for an image without a box.
         """
         decoded = x[0] if isinstance(x, (tuple, list)) else x
         if not isinstance(decoded, Tensor) or decoded.ndim != 3 or decoded.shape[-1] < 6:
@@ -79,7 +99,7 @@ class YoloXPostPredictionCallback(DetectionPostPredictionCallback):
             results = non_max_suppression(decoded, conf_thres=self.conf, iou_thres=self.iou,
                                           multi_label_per_box=self.multi_label_per_box,
                                           with_confidence=self.with_confidence, nms_top_k=self.nms_top_k,
-                                          max_predictions=self.max_predictions)
+                                          max_predictions=self.max_predictions, executor=nms_threads())
         if class_map is not None:
             results = [None if r is None else _remap_classes(r, class_map) for r in results]
         if device is not None:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainwright.models.detection.simota import Assignment, simota_assign
+from trainwright.models.losses import register_loss
 
 IOU_TYPES = ("iou", "giou")
 
@@ -48,6 +49,7 @@ def pad_targets(targets: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, t
     return boxes, classes, valid
 
 
+@register_loss("yolox_loss")
 class YoloXDetectionLoss(nn.Module):
     """YOLOX loss with SimOTA dynamic-k assignment; `loss(preds, targets) -> (total, components)`.
 

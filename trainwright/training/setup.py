@@ -1,0 +1,81 @@
+"""From `Trainer.train`'s arguments to a TrainState: seeds, the model on its device, loss, optimizer, AMP scaler,
+EMA and metrics, each built once from the parameters; then the experiment logger, the first thing written."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainwright.config import HpmStruct
+from trainwright.distributed import get_local_rank, is_distributed, is_main_process, unwrap_model
+from trainwright.logging import NullSGLogger, build_sg_logger
+from trainwright.training.ema import ModelEMA
+from trainwright.training.losses import build_loss
+from trainwright.training.metric_set import MetricSet
+from trainwright.training.optim import build_optimizer
+from trainwright.training.state import TrainState
+
+__all__ = ["build_train_state", "open_sg_logger"]
+
+logger = logging.getLogger("trainwright")
+
+
+def seed_everything(seed: int, flush_denormal: bool) -> None:
+    """Seed python, numpy and torch; flush denormals (much faster CPU kernels on tiny values) when asked."""
+    if flush_denormal:
+        torch.set_flush_denormal(True)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """`model` on `device`, wrapped in DistributedDataParallel when torch.distributed is initialised."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    model = model.to(device)
+    if is_distributed():
+        ids = [get_local_rank()] if device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return model
+
+
+def build_train_state(model: nn.Module, params: HpmStruct, train_loader, valid_loader, *, device: torch.device,
+                      experiment_name: str, experiment_dir: str, processing_params: dict | None) -> TrainState:
+    """The TrainState of a run; nothing is written yet (see `open_sg_logger`)."""
+    flush = params.flush_denormal if params.flush_denormal is not None else device.type == "cpu"
+    seed_everything(params.seed, flush)
+    net = prepare_model(model, device)
+    criterion = build_loss(params.loss, params.criterion_params)
+    if isinstance(criterion, nn.Module):
+        criterion.to(device)
+    optimizer = build_optimizer(params.optimizer, unwrap_model(net), params.initial_lr, params.optimizer_params,
+                                params.zero_weight_decay_on_bias_and_bn)  # fmt: skip
+    amp = bool(params.mixed_precision)
+    train_loader_len = len(train_loader)
+    if params.max_train_batches is not None:
+        train_loader_len = min(train_loader_len, int(params.max_train_batches))
+    is_main = is_main_process()
+    return TrainState(
+        device=device, net=net, criterion=criterion, experiment_name=experiment_name, experiment_dir=experiment_dir,
+        amp_dtype=(torch.float16 if device.type == "cuda" else torch.bfloat16) if amp else None,
+        params=params, optimizer=optimizer, scaler=torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda"),
+        ema=ModelEMA.from_params(net, **params.ema_params) if params.ema else None,
+        train_loader=train_loader, valid_loader=valid_loader, train_loader_len=train_loader_len,
+        train_metrics=MetricSet(params.train_metrics_list, device), valid_metrics=MetricSet(params.valid_metrics_list, device),
+        processing_params=processing_params, is_main=is_main, metric_to_watch=params.metric_to_watch,
+    )  # fmt: skip
+
+
+def open_sg_logger(state: TrainState) -> None:
+    """Create the experiment directory and the run's logger (rank 0; the others get a NullSGLogger)."""
+    if not state.is_main:
+        state.sg_logger = NullSGLogger()
+        return
+    os.makedirs(state.experiment_dir, exist_ok=True)
+    state.sg_logger = build_sg_logger(state.params.sg_logger, state.experiment_dir, **state.params.sg_logger_params)
