@@ -128,10 +128,10 @@ def test_objectness_fix_divides_by_all_anchors_and_gradients_flow():
 def test_signature_is_the_references():
     params = list(inspect.signature(YoloXFastDetectionLoss).parameters.values())
     assert [(p.name, p.default) for p in params] == [
-        ("strides", (8, 16, 32)), ("num_classes", 80), ("use_l1", False), ("center_sampling_radius", 2.5),
+        ("strides", inspect.Parameter.empty), ("num_classes", inspect.Parameter.empty), ("use_l1", False), ("center_sampling_radius", 2.5),
         ("iou_type", "iou"), ("dynamic_ks_bias", 1.1), ("sync_num_fgs", False), ("obj_loss_fix", False),
     ]
     loss = YoloXFastDetectionLoss(strides=[8, 16, 32], num_classes=10, use_l1=True)
     assert isinstance(loss, YoloXDetectionLoss) and loss.dynamic_ks_bias == 1.1
     with pytest.raises(ValueError, match="dynamic_ks_bias"):
-        YoloXFastDetectionLoss(dynamic_ks_bias=0)
+        YoloXFastDetectionLoss(STRIDES, NUM_CLASSES, dynamic_ks_bias=0)

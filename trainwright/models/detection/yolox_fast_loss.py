@@ -34,8 +34,8 @@ class YoloXFastDetectionLoss(YoloXDetectionLoss):
 
     def __init__(
         self,
-        strides: Sequence[int] = (8, 16, 32),
-        num_classes: int = 80,
+        strides: Sequence[int],
+        num_classes: int,
         use_l1: bool = False,
         center_sampling_radius: float = 2.5,
         iou_type: str = "iou",
