@@ -1,7 +1,9 @@
 """The public contract: every name of the API table importable from trainwright.utils with its signature.
 
-Names still to be built are listed in PENDING; the test fails when a pending name appears (so the list
-is kept honest) and when a built name's parameters drift from the table.
+CONTRACT is the API table; SG_COMPAT adds the other names SuperGradients 3.1 code imports, with SG's
+signatures (and SG_METHODS the methods SG code calls on them). Names still to be built are listed in
+PENDING; the test fails when a pending name appears (so the list is kept honest) and when a built name's
+parameters drift from its table.
 """
 
 import enum
@@ -137,6 +139,40 @@ CONTRACT = {
     "restart_script_with_ddp": [("num_gpus", None)],
 }
 
+# The other names SuperGradients 3.1 code imports (its training.utils __all__, early_stopping, the YOLOX
+# losses, IouThreshold, the config-utils views), with SG 3.1.0's signatures.
+SG_COMPAT = {
+    "EarlyStop": [("phase", REQUIRED), ("monitor", REQUIRED), ("mode", "min"), ("min_delta", 0.0), ("patience", 3),
+                  ("check_finite", True), ("threshold", None), ("verbose", False), ("strict", True)],
+    "get_param": [("params", REQUIRED), ("name", REQUIRED), ("default_val", None)],
+    "tensor_container_to_device": [("obj", REQUIRED), ("device", REQUIRED), ("non_blocking", True)],
+    "Timer": [("device", REQUIRED)],
+    "WrappedModel": [("module", REQUIRED)],
+    "convert_to_tensor": [("array", REQUIRED)],
+    "random_seed": [("is_ddp", REQUIRED), ("device", REQUIRED), ("seed", REQUIRED)],
+    "torch_version_is_greater_or_equal": [("major", REQUIRED), ("minor", REQUIRED)],
+    "AverageMeter": [],
+    "recursive_override": [("base", REQUIRED), ("extension", REQUIRED)],
+    "check_models_have_same_weights": [("model_1", REQUIRED), ("model_2", REQUIRED)],
+    "AccessCounterHpmStruct": [("config", REQUIRED), ("access_counter", None), ("prefix", "")],
+    "AccessCounterDict": [("config", REQUIRED), ("access_counter", None), ("prefix", "")],
+    "IouThreshold": None,
+    "YoloXFastDetectionLoss": [("strides", REQUIRED), ("num_classes", REQUIRED), ("use_l1", False),
+                               ("center_sampling_radius", 2.5), ("iou_type", "iou"), ("dynamic_ks_bias", 1.1),
+                               ("sync_num_fgs", False), ("obj_loss_fix", False)],
+}
+
+# name -> methods SG code calls on it (each: method name, leading parameters after self as above).
+SG_METHODS = {
+    "AccessCounterDict": [("get_all_params", []), ("get_used_params", []), ("get_unused_params", [])],
+    "AccessCounterHpmStruct": [("get_all_params", []), ("get_used_params", []), ("get_unused_params", [])],
+    "IouThreshold": [("is_range", []), ("to_tensor", [])],
+    "AverageMeter": [("update", [("value", REQUIRED), ("batch_size", REQUIRED)])],
+    "Timer": [("start", []), ("stop", [])],
+}
+
+ALL_NAMES = {**CONTRACT, **SG_COMPAT}
+
 # Names of the contract not built yet. Remove a name here when it lands in trainwright.utils.
 PENDING = {
     "ModelConversionCheckCallback",
@@ -144,11 +180,15 @@ PENDING = {
     "PPYoloETrainingStageSwitchCallback",
 }
 
-BUILT = sorted(set(CONTRACT) - PENDING)
+BUILT = sorted(set(ALL_NAMES) - PENDING)
+
+
+def test_the_tables_do_not_overlap():
+    assert not set(CONTRACT) & set(SG_COMPAT)
 
 
 def test_pending_names_are_part_of_the_contract():
-    assert PENDING <= set(CONTRACT), sorted(PENDING - set(CONTRACT))
+    assert PENDING <= set(ALL_NAMES), sorted(PENDING - set(ALL_NAMES))
 
 
 @pytest.mark.parametrize("name", sorted(PENDING))
@@ -173,10 +213,22 @@ def _default_matches(actual, expected):
 @pytest.mark.parametrize("name", BUILT)
 def test_built_name_matches_the_table(name):
     assert hasattr(utils, name), f"trainwright.utils does not export {name}"
-    expected = CONTRACT[name]
+    expected = ALL_NAMES[name]
     if expected is None:
         return
     signature, is_class = _signature_of(getattr(utils, name))
+    _check_parameters(name, signature, is_class, expected)
+
+
+@pytest.mark.parametrize("name", sorted(set(SG_METHODS) - PENDING))
+def test_sg_methods_exist_with_their_parameters(name):
+    obj = getattr(utils, name)
+    for method, expected in SG_METHODS[name]:
+        assert callable(getattr(obj, method, None)), f"{name}.{method} is missing"
+        _check_parameters(f"{name}.{method}", inspect.signature(getattr(obj, method)), True, expected)
+
+
+def _check_parameters(name, signature, is_class, expected):
     params = [p for p in signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     if is_class:
         params = params[1:]  # self

@@ -1,6 +1,8 @@
 """The public utilities contract: every name of the API table, re-exported from its domain module.
 
-Nothing is implemented here; each block below imports from the module that owns the concept.
+Nothing is implemented here; each block below imports from the module that owns the concept. The last
+block adds the other names SuperGradients 3.1 code imports from its utilities (see
+docs/migrating-from-super-gradients.md).
 """
 
 # --- nn -------------------------------------------------------------------------------------------
@@ -126,3 +128,14 @@ from trainwright.metrics.detection import (
 
 # --- visualisation --------------------------------------------------------------------------------
 from trainwright.visualization.detection import DetectionVisualization, undo_image_preprocessing
+
+# --- SuperGradients 3.1 compatibility: the other names its code imports ----------------------------------
+from trainwright.callbacks.early_stopping import EarlyStop
+from trainwright.config_access import AccessCounterDict, AccessCounterHpmStruct
+from trainwright.config_lookup import get_param, recursive_override
+from trainwright.logging.meters import AverageMeter, Timer
+from trainwright.metrics.iou_threshold import IouThreshold
+from trainwright.models.detection.yolox_fast_loss import YoloXFastDetectionLoss
+from trainwright.nn.environment import random_seed, torch_version_is_greater_or_equal
+from trainwright.nn.models import WrappedModel, check_models_have_same_weights
+from trainwright.nn.tensors import convert_to_tensor, tensor_container_to_device

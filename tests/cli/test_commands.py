@@ -56,7 +56,7 @@ def test_train_writes_the_experiment_directory(shapes_run):
         assert column in rows[0], column
     # the per-epoch table: a header with loss parts, both mAPs, lr and time, and one row
     header = next(line for line in out.splitlines() if line.split()[:1] == ["epoch"])
-    assert header.split() == ["epoch", "iou", "obj", "cls", "l1", "loss", "mAP@0.50", "mAP@0.50:0.95", "lr", "time"]
+    assert header.split() == ["epoch", "iou", "obj", "cls", "l1", "Loss", "mAP@0.50", "mAP@0.50:0.95", "lr", "time"]
     row = out.splitlines()[out.splitlines().index(header) + 1].split()
     assert row[0] == "1" and float(row[6]) == pytest.approx(float(rows[0]["mAP@0.50"]), abs=1e-4)
     # the table replaced the Trainer's own progress bar and epoch line

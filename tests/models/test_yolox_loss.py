@@ -44,19 +44,24 @@ def test_hand_computed_loss_when_four_anchors_predict_the_box_exactly():
     assert parts["l1"] == pytest.approx(0, abs=1e-5)
     assert parts["obj"] == pytest.approx(NUM_ANCHORS * math.log(2) / 4, rel=1e-5)
     assert parts["cls"] == pytest.approx(NUM_CLASSES * math.log(2), rel=1e-5)
-    assert parts["loss"] == pytest.approx(total.item()) == pytest.approx(parts["obj"] + parts["cls"], rel=1e-5)
+    assert parts["Loss"] == pytest.approx(total.item()) == pytest.approx(parts["obj"] + parts["cls"], rel=1e-5)
 
 
-def test_iou_term_is_reg_weight_times_one_minus_iou_squared():
+def test_iou_part_is_one_minus_iou_squared_and_enters_the_total_times_reg_weight():
     gt_box = (32.0, 32.0, 16.0, 16.0)
     maps = exact_maps(gt_box, [(3, 3)])
     maps[0][0, 0, 3, 3, 2] = math.log(8 / 8)  # width 8 instead of 16 -> IoU 0.5 with the box
-    total, components = YoloXDetectionLoss(STRIDES, NUM_CLASSES)(maps, torch.tensor([[0, 0, *gt_box]]))
+    loss = YoloXDetectionLoss(STRIDES, NUM_CLASSES)
+    total, components = loss(maps, torch.tensor([[0, 0, *gt_box]]))
+    # the reference's component names; the iou part is logged without the weight, the total carries it
+    assert loss.component_names == ["iou", "obj", "cls", "l1", "num_fg", "Loss"]
     # one foreground anchor (top IoU 0.5 -> k = 1), the cheapest: the IoU-0.5 prediction
     assert components[4] == 1
-    assert components[0].item() == pytest.approx(5.0 * (1 - 0.5**2), rel=1e-5)
+    assert components[0].item() == pytest.approx(1 - 0.5**2, rel=1e-5)
+    iou, obj, cls, l1 = components[:4].tolist()
+    assert total.item() == pytest.approx(5.0 * iou + obj + cls + l1, rel=1e-6) == pytest.approx(components[5].item())
     giou = YoloXDetectionLoss(STRIDES, NUM_CLASSES, iou_type="giou")(maps, torch.tensor([[0, 0, *gt_box]]))[1]
-    assert giou[0].item() == pytest.approx(5.0 * (1 - 0.5), rel=1e-5)  # the width-8 box lies inside the box
+    assert giou[0].item() == pytest.approx(1 - 0.5, rel=1e-5)  # the width-8 box lies inside the box
 
 
 def test_empty_targets_give_a_background_only_loss_with_finite_gradients():

@@ -31,6 +31,7 @@ __all__ = [
     "FunctionLRCallback",
     "LRSchedulerCallback",
     "IllegalLRSchedulerMetric",
+    "LRScheduleFunctionError",
 ]
 
 
@@ -41,15 +42,29 @@ def _param(training_params: Any, name: str, default: Any = 0) -> Any:
 
 
 def _write_lr(cb, optimizer, epoch: int, batch_idx) -> None:
-    """Write `cb.lr` into every param group, or delegate to `net.update_param_groups` when `cb` asks for it."""
-    if cb.update_param_groups:
-        model = getattr(cb.net, "module", cb.net)  # unwrap DistributedDataParallel
-        optimizer.param_groups = model.update_param_groups(
-            optimizer.param_groups, cb.lr, epoch, batch_idx, cb.training_params, cb.train_loader_len
-        )
+    """Write `cb.lr` into every param group, or delegate to the model when `cb.update_param_groups` is set.
+
+    The model's ``update_param_groups(param_groups, lr, epoch, iter, training_params, total_batch)`` gets the
+    optimizer's groups, the new LR, the epoch, the batch index (None for per-epoch schedules), the training
+    parameters and the number of batches per epoch; the list it returns becomes the optimizer's groups.
+    """
+    if not cb.update_param_groups:
+        for group in optimizer.param_groups:
+            group["lr"] = cb.lr
         return
-    for group in optimizer.param_groups:
-        group["lr"] = cb.lr
+    model = getattr(cb.net, "module", cb.net)  # unwrap DistributedDataParallel / WrappedModel
+    update = getattr(model, "update_param_groups", None)
+    if not callable(update):
+        raise AttributeError(
+            f"{type(cb).__name__}(update_param_groups=True) needs a net with an update_param_groups(param_groups, "
+            f"lr, epoch, iter, training_params, total_batch) method; {type(model).__name__} has none"
+        )
+    groups = update(optimizer.param_groups, cb.lr, epoch, batch_idx, cb.training_params, cb.train_loader_len)
+    if not isinstance(groups, list):
+        raise TypeError(
+            f"{type(model).__name__}.update_param_groups must return the list of param groups, got {groups!r}"
+        )
+    optimizer.param_groups = groups
 
 
 class LRCallbackBase(PhaseCallback):
@@ -126,8 +141,11 @@ class LinearStepWarmupLRCallback(EpochStepWarmupLRCallback):
 
 
 class BatchStepLinearWarmupLRCallback(Callback):
-    """Linear warmup per batch, at each batch start, over the first N = S (or W * L when S is 0) global steps.
+    """Linear warmup per batch, at each batch start, over the first N global steps.
 
+    N = min(S, L) when S > 0: as in the reference, a warmup longer than one epoch is capped to the batches of
+    one epoch, with a warning (so that it cannot overlap a per-epoch schedule); the main schedules still read
+    S itself (e.g. the cosine starts at step S). N = W * L when S is 0 (the reference does no warmup then).
     lr(g) = linspace(warmup_initial_lr, lr0, N)[g] for the global batch index g = e * L + b < N;
     i.e. lr(g) = w0 + g * (lr0 - w0) / (N - 1), reaching lr0 at g = N - 1. When warmup_initial_lr is None the
     start is lr0 / (W + 1), as for the per-epoch warmup (a documented choice: the reference needs it given).
@@ -152,9 +170,17 @@ class BatchStepLinearWarmupLRCallback(Callback):
             warmup_initial_lr = self.initial_lr / (warmup_epochs + 1)
         self.warmup_initial_lr = float(warmup_initial_lr)
         self.train_loader_len = int(train_loader_len)
-        self.lr_warmup_steps = int(lr_warmup_steps or 0) or self.train_loader_len * int(warmup_epochs)
-        if self.lr_warmup_steps < 0:
+        requested = int(lr_warmup_steps or 0)
+        if requested < 0:
             raise ValueError(f"lr_warmup_steps must be >= 0, got {lr_warmup_steps!r}")
+        if requested > self.train_loader_len:
+            warnings.warn(
+                f"lr_warmup_steps={requested} is more than the {self.train_loader_len} batches of one epoch; the "
+                f"warmup is capped to {self.train_loader_len} steps so that it ends with the first epoch",
+                UserWarning,
+                stacklevel=2,
+            )
+        self.lr_warmup_steps = min(requested, self.train_loader_len) or self.train_loader_len * int(warmup_epochs)
         self.learning_rates = np.linspace(self.warmup_initial_lr, self.initial_lr, self.lr_warmup_steps, endpoint=True)
         self.update_param_groups = bool(update_param_groups)
         self.training_params = training_params
@@ -175,7 +201,8 @@ class StepLRCallback(LRCallbackBase):
     """Step decay at each epoch end (e >= W): lr = lr0 * lr_decay_factor ** #{u in lr_updates : u <= e}.
 
     With `step_lr_update_freq` f instead of `lr_updates`: lr_updates = [ceil(f * x) for x in 1..E-C-1 with
-    W <= ceil(f * x) < E - C]. The two are mutually exclusive.
+    W <= ceil(f * x) < E - C]. The two are mutually exclusive. With neither (lr_updates=[]), the LR stays
+    lr0 (the reference's behaviour). Explicit lr_updates ignore lr_cooldown_epochs (a warning says so).
     """
 
     def __init__(self, lr_updates=(), lr_decay_factor=0.1, step_lr_update_freq=None, **kwargs):
@@ -185,8 +212,13 @@ class StepLRCallback(LRCallbackBase):
             raise ValueError(
                 f"lr_updates={lr_updates} and step_lr_update_freq={step_lr_update_freq} are mutually exclusive"
             )
-        if not step_lr_update_freq and not lr_updates:
-            raise ValueError("lr_mode='step' needs lr_updates (a list of epochs) or step_lr_update_freq")
+        if lr_updates and self._tp("lr_cooldown_epochs") > 0:
+            warnings.warn(
+                f"lr_mode='step' with explicit lr_updates={lr_updates}: lr_cooldown_epochs="
+                f"{self._tp('lr_cooldown_epochs')} has no effect",
+                UserWarning,
+                stacklevel=2,
+            )
         if step_lr_update_freq:
             last = self._tp("max_epochs") - self._tp("lr_cooldown_epochs")
             warmup = self._tp("lr_warmup_epochs")
@@ -276,6 +308,10 @@ class ExponentialLRCallback(LRCallbackBase):
         return self._in_main_schedule(context.epoch)
 
 
+class LRScheduleFunctionError(ValueError, TypeError, AssertionError):
+    """lr_mode="function" without a callable lr_schedule_function (an AssertionError too, as in the reference)."""
+
+
 class FunctionLRCallback(LRCallbackBase):
     """A user function per step for W <= e < E - C:
     lr = lr_schedule_function(initial_lr=lr0, epoch=e - W, iter=b, max_epoch=E - W - C, iters_per_epoch=L).
@@ -284,7 +320,10 @@ class FunctionLRCallback(LRCallbackBase):
     def __init__(self, max_epochs=None, lr_schedule_function=None, **kwargs):
         super().__init__(Phase.TRAIN_BATCH_STEP, **kwargs)
         if not callable(lr_schedule_function):
-            raise TypeError(f"lr_schedule_function must be callable, got {lr_schedule_function!r}")
+            raise LRScheduleFunctionError(
+                "lr_mode='function' needs lr_schedule_function, a callable (initial_lr, epoch, iter, max_epoch, "
+                f"iters_per_epoch) -> lr; got {lr_schedule_function!r}"
+            )
         self.lr_schedule_function = lr_schedule_function
         self.max_epochs = max_epochs if max_epochs is not None else self._tp("max_epochs")
 

@@ -11,12 +11,14 @@ from trainwright.metrics.detection import (
     compute_img_detection_matching,
     get_top_k_idx_per_cls,
 )
+from trainwright.metrics.iou_threshold import IouThreshold
 
 __all__ = [
     "coco_evaluate",
     "DetectionMetrics",
     "DetectionMetrics_050",
     "DetectionMetrics_050_095",
+    "IouThreshold",
     "compute_detection_matching",
     "compute_detection_metrics",
     "compute_detection_metrics_per_cls",

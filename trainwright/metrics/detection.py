@@ -32,6 +32,7 @@ from trainwright.metrics.detection_scores import (
     compute_detection_metrics_per_cls,
     detection_scores,
 )
+from trainwright.metrics.iou_threshold import IouThreshold
 
 __all__ = [
     "DetectionMetrics",
@@ -47,10 +48,12 @@ __all__ = [
 _FP, _TP, _IGNORED = 0.0, 1.0, 2.0  # per-threshold status codes kept in the state
 
 
-def _iou_thresholds(iou_thres: float | Sequence[float] | Tensor | None) -> Tensor:
-    """IoU thresholds [T] in float64; None means COCO's 0.50:0.05:0.95."""
+def _iou_thresholds(iou_thres: IouThreshold | float | Sequence[float] | Tensor | None) -> Tensor:
+    """IoU thresholds [T] in float64; None means COCO's 0.50:0.05:0.95; an IouThreshold gives its sampled range."""
     if iou_thres is None:
         return coco_iou_thresholds()
+    if isinstance(iou_thres, IouThreshold):  # a tuple too: (0.5, 0.95) means the range, not two thresholds
+        return iou_thres.to_tensor(torch.float64)
     thresholds = torch.as_tensor(iou_thres, dtype=torch.float64).reshape(-1)
     if thresholds.numel() == 0 or ((thresholds <= 0) | (thresholds > 1) | thresholds.isnan()).any():
         raise ValueError(f"iou_thres must be one or more values in (0, 1], got {iou_thres!r}")
@@ -69,7 +72,9 @@ class DetectionMetrics(Metric):
                                      as they are; False (default) = targets are normalised to [0, 1] and are
                                      multiplied by the input width and height. Pixel targets (what the
                                      detection data loaders produce) therefore need normalize_targets=True.
-    :param iou_thres:                one threshold (e.g. 0.5) or several; None = 0.50:0.05:0.95.
+    :param iou_thres:                an IouThreshold (MAP_05_TO_095, the default, = 0.50:0.05:0.95; MAP_05 = 0.5),
+                                     one threshold (e.g. 0.5) or several (a list or tensor of them);
+                                     None = 0.50:0.05:0.95.
     :param recall_thres:             recall points for AP; None = COCO's 101 points 0:0.01:1.
     :param score_thres:              precision, recall and F1 use the predictions with score >= it.
     :param top_k_predictions:        predictions kept per class and image (COCO: 100), by score.
@@ -91,7 +96,7 @@ class DetectionMetrics(Metric):
         num_cls: int,
         post_prediction_callback: Callable | None,
         normalize_targets: bool = False,
-        iou_thres: float | Sequence[float] | Tensor | None = None,
+        iou_thres: IouThreshold | float | Sequence[float] | Tensor | None = IouThreshold.MAP_05_TO_095,
         recall_thres: Tensor | None = None,
         score_thres: float = 0.1,
         top_k_predictions: int = 100,
@@ -111,6 +116,7 @@ class DetectionMetrics(Metric):
         self.post_prediction_callback = post_prediction_callback
         self.normalize_targets = normalize_targets
         self.denormalize_targets = not normalize_targets
+        self.iou_thres = iou_thres
         self.iou_thresholds = _iou_thresholds(iou_thres)
         self.recall_thresholds = None if recall_thres is None else torch.as_tensor(recall_thres, dtype=torch.float64)
         self.score_threshold = float(score_thres)
@@ -229,7 +235,7 @@ class DetectionMetrics_050(DetectionMetrics):
     def __init__(
         self, num_cls: int, post_prediction_callback: Callable | None = None, normalize_targets: bool = False, **kwargs
     ):
-        kwargs.setdefault("iou_thres", 0.5)
+        kwargs.setdefault("iou_thres", IouThreshold.MAP_05)
         super().__init__(num_cls, post_prediction_callback, normalize_targets, **kwargs)
 
 
@@ -239,5 +245,5 @@ class DetectionMetrics_050_095(DetectionMetrics):
     def __init__(
         self, num_cls: int, post_prediction_callback: Callable | None = None, normalize_targets: bool = False, **kwargs
     ):
-        kwargs.setdefault("iou_thres", None)
+        kwargs.setdefault("iou_thres", IouThreshold.MAP_05_TO_095)
         super().__init__(num_cls, post_prediction_callback, normalize_targets, **kwargs)

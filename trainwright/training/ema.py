@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -57,7 +58,21 @@ class ModelEMA:
 
     @classmethod
     def from_params(cls, model: nn.Module, **ema_params) -> ModelEMA:
-        """Build from `training_params.ema_params` (decay, decay_type, beta); unknown keys are an error."""
+        """Build from `training_params.ema_params` (decay, decay_type, beta); unknown keys are an error.
+
+        The reference's legacy key ``exp_activation`` is accepted with a FutureWarning (a deprecation warning
+        shown to users by default) and replaces decay_type: True -> "exp", False -> "constant".
+        """
+        if "exp_activation" in ema_params:
+            ema_params = dict(ema_params)
+            exp_activation = bool(ema_params.pop("exp_activation"))
+            ema_params["decay_type"] = "exp" if exp_activation else "constant"
+            warnings.warn(
+                f"ema_params.exp_activation is deprecated; use decay_type: {ema_params['decay_type']!r} "
+                "(exp_activation: True is decay_type 'exp', False is 'constant')",
+                FutureWarning,
+                stacklevel=2,
+            )
         unknown = set(ema_params) - {"decay", "decay_type", "beta"}
         if unknown:
             raise ValueError(f"ema_params has unknown key(s) {sorted(unknown)}; expected decay, decay_type, beta")

@@ -76,15 +76,27 @@ def gather_candidates(candidate_mask: torch.Tensor) -> tuple[torch.Tensor, torch
     return index, valid
 
 
-def dynamic_k_matching(cost: torch.Tensor, ious: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+def dynamic_k_matching(
+    cost: torch.Tensor,
+    ious: torch.Tensor,
+    candidates: torch.Tensor,
+    dynamic_k_scale: float = 1.0,
+    shared_among_pickers: bool = False,
+) -> torch.Tensor:
     """Give each box its dynamic k cheapest candidate anchors, then each anchor to its cheapest box.
 
     cost, ious [B, G, A]; candidates bool [B, G, A] (pairs allowed at all) -> matching bool [B, G, A].
+    k = int(dynamic_k_scale * sum of the box's 10 best candidate IoUs), at least 1. An anchor picked by
+    several boxes goes to the cheapest of all its candidate boxes, or, with shared_among_pickers, to the
+    cheapest of the boxes that picked it.
     """
     num_anchors = cost.shape[-1]
     k_max = min(DYNAMIC_K_CANDIDATES, num_anchors)
     top_ious = ious.masked_fill(~candidates, 0).topk(k_max, dim=-1).values
-    dynamic_k = top_ious.sum(-1).int().clamp(min=1)  # [B, G]
+    top_sum = top_ious.sum(-1)
+    if dynamic_k_scale != 1.0:
+        top_sum = top_sum * dynamic_k_scale
+    dynamic_k = top_sum.int().clamp(min=1)  # [B, G]
     cost = cost.masked_fill(~candidates, float("inf"))
     k_cap = int(dynamic_k.max())
     cheapest_cost, cheapest_idx = cost.topk(k_cap, dim=-1, largest=False)  # [B, G, k_cap]
@@ -94,7 +106,8 @@ def dynamic_k_matching(cost: torch.Tensor, ious: torch.Tensor, candidates: torch
     matching.scatter_(-1, cheapest_idx, keep)
     shared = matching.sum(1) > 1  # [B, A]
     if shared.any():
-        best_gt = cost.argmin(1)  # [B, A]
+        deciding_cost = cost.masked_fill(~matching, float("inf")) if shared_among_pickers else cost
+        best_gt = deciding_cost.argmin(1)  # [B, A]
         one_hot = F.one_hot(best_gt, cost.shape[1]).transpose(1, 2).bool()  # [B, G, A]
         matching = torch.where(shared[:, None], one_hot, matching)
     return matching
@@ -111,6 +124,8 @@ def simota_assign(
     gt_valid: torch.Tensor,
     center_radius: float = 2.5,
     iou_weight: float = 3.0,
+    per_box_candidates: bool = False,
+    dynamic_k_scale: float = 1.0,
 ) -> Assignment:
     """Assign anchors to ground-truth boxes with SimOTA.
 
@@ -121,6 +136,11 @@ def simota_assign(
     Candidates of an image are the anchors inside any box or any box's centre region; the pair cost is
     BCE class cost + iou_weight * -log(IoU) + OUTSIDE_PRIOR_COST unless the anchor is inside both the box
     and its centre region.
+
+    With per_box_candidates (the variant of the fast YOLOX loss) a box considers only the anchors of its
+    own prior (inside it or its centre region), both for its dynamic k and for its k cheapest anchors, and an
+    anchor picked by several boxes goes to the cheapest of those; dynamic_k_scale multiplies every k before
+    it is truncated to an integer.
     """
     batch, num_anchors = pred_boxes.shape[:2]
     fg_mask = torch.zeros(batch, num_anchors, dtype=torch.bool, device=pred_boxes.device)
@@ -143,7 +163,10 @@ def simota_assign(
         + iou_weight * -torch.log(ious + 1e-8)
         + OUTSIDE_PRIOR_COST * (~in_both).to(ious.dtype)
     )
-    matching = dynamic_k_matching(cost, ious, slot_valid[:, None] & gt_valid[..., None])
+    allowed = slot_valid[:, None] & gt_valid[..., None]
+    if per_box_candidates:
+        allowed = allowed & (in_box | in_center).gather(2, index[:, None].expand(-1, gt_boxes.shape[1], -1))
+    matching = dynamic_k_matching(cost, ious, allowed, dynamic_k_scale, shared_among_pickers=per_box_candidates)
     fg_mask.scatter_(1, index, matching.any(1))
     matched_gt.scatter_(1, index, matching.to(torch.uint8).argmax(1))
     matched_iou.scatter_(1, index, (ious * matching).sum(1))

@@ -66,6 +66,11 @@ class YoloX(nn.Module):
     objectness logit, class logits). Eval mode returns ``(decoded [B, N, 5 + C], raw maps)`` where decoded
     holds cx, cy, w, h in input pixels, sigmoid(objectness) and sigmoid(class logits) (not multiplied by
     objectness), levels concatenated in stride order and cells row-major, N = sum of (H/s)(W/s).
+
+    Setting ``model.augmented_inference = True`` turns on flip test-time augmentation in eval mode: the
+    horizontally mirrored images are run too and their decoded predictions, mapped back (cx -> W - cx), are
+    appended, so decoded is [B, 2N, 5 + C] (NMS then merges both views); the raw maps stay those of the
+    original images, so validation losses are unchanged. Train mode ignores the flag.
     """
 
     def __init__(self, num_classes: int, depth_mult: float, width_mult: float, depthwise: bool = False,
@@ -82,6 +87,7 @@ class YoloX(nn.Module):
         self._head = YoloXPAFPN(num_classes, depth_mult, width_mult, depthwise)
         self._processing_params: dict[str, Any] = {}
         self._grid_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.augmented_inference = False
 
     @property
     def num_classes(self) -> int:
@@ -105,7 +111,15 @@ class YoloX(nn.Module):
         raw = self._head(self._backbone(x))
         if self.training:
             return raw
-        return self.decode(raw), raw
+        decoded = self.decode(raw)
+        if self.augmented_inference:
+            decoded = torch.cat([decoded, self._mirrored_view_predictions(x)], dim=1)
+        return decoded, raw
+
+    def _mirrored_view_predictions(self, x: torch.Tensor) -> torch.Tensor:
+        """Decoded predictions [B, N, 5 + C] of the left-right mirrored images, in the original image's frame."""
+        mirrored = self.decode(self._head(self._backbone(x.flip(-1))))
+        return torch.cat([x.shape[-1] - mirrored[..., :1], mirrored[..., 1:]], dim=-1)
 
     def decode(self, raw: list[torch.Tensor]) -> torch.Tensor:
         """Raw maps [B, 1, h_i, w_i, 5 + C] per level -> decoded [B, N, 5 + C] (cx, cy, w, h px, scores)."""

@@ -53,7 +53,8 @@ def pad_targets(targets: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, t
 class YoloXDetectionLoss(nn.Module):
     """YOLOX loss with SimOTA dynamic-k assignment; `loss(preds, targets) -> (total, components)`.
 
-    total = (reg_weight * sum(IoU loss) + sum(obj BCE) + sum(cls BCE) + sum(L1)) / max(num foreground, 1).
+    total = (reg_weight * sum(IoU loss) + sum(obj BCE) + sum(cls BCE) + sum(L1)) / max(num foreground, 1);
+    the components report each term divided by the foreground count, the IoU one without reg_weight.
     The IoU loss is 1 - IoU^2 (iou_type="iou") or 1 - GIoU (iou_type="giou"); the class target of a
     foreground anchor is its one-hot class times the IoU of its prediction with its box; the L1 term
     (only when use_l1) compares the raw (tx, ty, tw, th) with (cx/s - gx, cy/s - gy, log(w/s), log(h/s)).
@@ -85,8 +86,9 @@ class YoloXDetectionLoss(nn.Module):
 
     @property
     def component_names(self) -> list[str]:
-        """Names of the entries of the components tensor; num_fg is foreground anchors per ground-truth box."""
-        return ["iou", "obj", "cls", "l1", "num_fg", "loss"]
+        """Names of the entries of the components tensor (the reference's): the four terms, num_fg (foreground
+        anchors per ground-truth box) and the total, "Loss" (so a run can watch "YoloXDetectionLoss/Loss")."""
+        return ["iou", "obj", "cls", "l1", "num_fg", "Loss"]
 
     def _check_inputs(self, preds, targets: torch.Tensor) -> None:
         if not isinstance(preds, (list, tuple)) or len(preds) != len(self.strides):
@@ -138,16 +140,25 @@ class YoloXDetectionLoss(nn.Module):
         scores = (cls_logits.detach().sigmoid() * obj_logits.detach().sigmoid()[..., None]).sqrt()
         centers = (cells + 0.5) * strides[:, None]
         assignment = simota_assign(
-            boxes.detach(), scores, centers, strides, gt_boxes, gt_classes, gt_valid, self.center_sampling_radius
+            boxes.detach(), scores, centers, strides, gt_boxes, gt_classes, gt_valid, self.center_sampling_radius,
+            **self._assignment_options(),
         )
         return self._losses(raw, boxes, cells, strides, assignment, gt_boxes, gt_classes, int(gt_valid.sum()))
+
+    def _assignment_options(self) -> dict:
+        """Extra keyword arguments of `simota_assign` (none: the original SimOTA)."""
+        return {}
+
+    def _normalisers(self, num_fg: int, raw: torch.Tensor) -> tuple[float | torch.Tensor, float | torch.Tensor]:
+        """(divisor of the iou, cls and l1 sums, divisor of the objectness sum): both max(num_fg, 1) here."""
+        return max(num_fg, 1), max(num_fg, 1)
 
     def _losses(self, raw, boxes, cells, strides, assignment: Assignment, gt_boxes, gt_classes, num_gts):
         """Sum each term over anchors, normalise by the foreground count, and stack the components."""
         fg_b, fg_a = assignment.fg_mask.nonzero(as_tuple=True)
         gt_idx = assignment.matched_gt[fg_b, fg_a]
         target_boxes = gt_boxes[fg_b, gt_idx]  # [F, 4]
-        num_fg = max(int(fg_b.numel()), 1)
+        fg_norm, obj_norm = self._normalisers(int(fg_b.numel()), raw)
 
         iou = aligned_iou_cxcywh(boxes[fg_b, fg_a], target_boxes, self.iou_type)
         iou_loss = (1 - iou.pow(2)) if self.iou_type == "iou" else (1 - iou.clamp(-1.0, 1.0))
@@ -165,8 +176,8 @@ class YoloXDetectionLoss(nn.Module):
         else:
             l1_loss = raw.new_zeros(())
 
-        terms = torch.stack([self.reg_weight * iou_loss.sum(), obj_loss, cls_loss, l1_loss]) / num_fg
-        total = terms.sum()
+        terms = torch.stack([iou_loss.sum() / fg_norm, obj_loss / obj_norm, cls_loss / fg_norm, l1_loss / fg_norm])
+        total = self.reg_weight * terms[0] + terms[1] + terms[2] + terms[3]
         fg_per_gt = raw.new_tensor([fg_b.numel() / max(num_gts, 1)])
         components = torch.cat([terms.detach(), fg_per_gt, total.detach()[None]])
         return total, components
