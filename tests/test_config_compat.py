@@ -3,7 +3,7 @@
 import pytest
 from omegaconf import OmegaConf
 
-from trainwright.config import ConfigInspector, HpmStruct, UnusedConfigParamException
+from trainwright.config import ConfigInspector, HpmStruct, UnusedConfigParamException, raise_if_unused_params
 from trainwright.utils import AccessCounterDict, AccessCounterHpmStruct, get_param, recursive_override
 
 
@@ -97,3 +97,16 @@ def test_a_view_drives_the_unused_parameter_check():
         with ConfigInspector(AccessCounterDict({"lr": 0.1, "tags": []}), "raise") as cfg:
             assert cfg.get_all_params() == {"lr", "tags"}
             _ = cfg["lr"]
+
+
+def test_the_unused_parameter_message_starts_with_the_reference_sentence_and_uses_dotted_indices():
+    cfg = {"layers": [{"k": 3}, {"k": 5}], "lr": 0.1, "lr_wramup": 1}
+    with pytest.raises(UnusedConfigParamException) as info:
+        with raise_if_unused_params(cfg) as view:
+            _ = view["lr"], view["layers"][1]["k"], view.get("lr_warmup")
+    message = str(info.value)
+    assert message.startswith(
+        "Detected unused parameters in configuration object that were not consumed by caller: layers.0, lr_wramup"
+    )
+    assert "lr_wramup  (did you mean 'lr_warmup'?)" in message
+    assert info.value.unused_params == ["layers.0", "lr_wramup"]

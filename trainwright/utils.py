@@ -131,8 +131,8 @@ from trainwright.visualization.detection import DetectionVisualization, undo_ima
 
 # --- SuperGradients 3.1 compatibility: the other names its code imports ----------------------------------
 from trainwright.callbacks.early_stopping import EarlyStop
-from trainwright.config_access import AccessCounterDict, AccessCounterHpmStruct
-from trainwright.config_lookup import get_param, recursive_override
+from trainwright.config import AccessCounterDict, AccessCounterHpmStruct
+from trainwright.nn.param_lookup import get_param, recursive_override
 from trainwright.logging.meters import AverageMeter, Timer
 from trainwright.metrics.iou_threshold import IouThreshold
 from trainwright.models.detection.yolox_fast_loss import YoloXFastDetectionLoss
