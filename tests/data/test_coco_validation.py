@@ -155,6 +155,13 @@ def test_file_name_may_not_lead_outside_images_dir(tmp_path, name):
     raises_dataset_error(images_dir, annotations, repr(name), "outside images_dir")
 
 
+def test_one_file_listed_as_two_images(tmp_path):
+    """Merged exports: each entry would train with only its own boxes, the other entry's as background."""
+    images_dir, annotations = two_image_dataset(tmp_path)
+    edit_json(annotations, lambda d: d["images"][1].update(file_name="./a.jpg"))
+    raises_dataset_error(images_dir, annotations, "image ids 1 and 2 are the same file 'a.jpg'")
+
+
 def test_file_names_in_subfolders_are_fine(tmp_path):
     images_dir = tmp_path / "images"
     (images_dir / "day").mkdir(parents=True)

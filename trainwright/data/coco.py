@@ -53,12 +53,12 @@ def parse_coco_annotations(annotations_file, images_dir) -> tuple[list[CocoImage
 
     Errors (DatasetError naming the file and id): invalid JSON, a missing key, an empty split, duplicate image,
     annotation or category ids, an annotation whose image or category does not exist, a file_name outside
-    ``images_dir``, image files that are missing (MissingImagesError), unreadable or truncated.
+    ``images_dir`` or listed twice, image files that are missing (MissingImagesError), unreadable or truncated.
     Repairs (one DatasetWarning each, with counts): boxes with zero or negative size or lying outside their
     image are dropped, boxes overhanging it are clipped; a JSON width/height that differs from the file's.
     """
     tables = read_coco_tables(annotations_file)
-    paths = _image_paths(str(images_dir), tables.file_names, annotations_file)
+    paths = _image_paths(str(images_dir), tables.file_names, tables.image_ids, annotations_file)
     scan = scan_image_files(paths)
     _raise_on_unusable_images(scan, tables.file_names, images_dir, annotations_file)
     _warn_on_size_mismatch(tables, scan, annotations_file)
@@ -80,8 +80,8 @@ def parse_coco_annotations(annotations_file, images_dir) -> tuple[list[CocoImage
     return records, tables.category_ids, tables.class_names
 
 
-def _image_paths(images_dir: str, file_names: list[str], annotations_file) -> list[str]:
-    """The path of every image under images_dir; DatasetError for a file_name that leads outside it."""
+def _image_paths(images_dir: str, file_names: list[str], image_ids: np.ndarray, annotations_file) -> list[str]:
+    """The path of every image under images_dir; DatasetError for a file_name leading outside it or listed twice."""
     root = os.path.normpath(images_dir)
     prefix = root.rstrip(os.sep) + os.sep
     paths = [os.path.normpath(os.path.join(root, name)) for name in file_names]
@@ -89,7 +89,21 @@ def _image_paths(images_dir: str, file_names: list[str], annotations_file) -> li
     if outside:
         raise DatasetError(annotations_file, f"file_name {outside[0]!r} leads outside images_dir {images_dir} "
                                              f"({len(outside)} such images); file names are relative to it")
+    _reject_repeated_files(paths, file_names, image_ids, annotations_file)
     return paths
+
+
+def _reject_repeated_files(paths: list[str], file_names: list[str], image_ids: np.ndarray, annotations_file) -> None:
+    """DatasetError when two image entries are one file: each would train with only its own share of the boxes."""
+    unique, first, counts = np.unique(np.asarray(paths), return_index=True, return_counts=True)
+    if (counts == 1).all():
+        return
+    repeated = int(first[np.argmax(counts > 1)])
+    others = [i for i, path in enumerate(paths) if path == paths[repeated] and i != repeated]
+    raise DatasetError(annotations_file, f"image ids {int(image_ids[repeated])} and {int(image_ids[others[0]])} are "
+                                         f"the same file {file_names[repeated]!r} ({int((counts > 1).sum())} files "
+                                         f"are listed more than once); each entry would train with only its own "
+                                         f"boxes and the others as background: merge them into one image entry")
 
 
 def _raise_on_unusable_images(scan: ImageScan, file_names: list[str], images_dir, annotations_file) -> None:
