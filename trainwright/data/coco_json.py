@@ -45,6 +45,8 @@ class CocoTables:
 def load_json(path: str | os.PathLike):
     """The parsed JSON file at ``path``; DatasetError with the line and column of a syntax error."""
     if not os.path.isfile(path):
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"{os.fspath(path)} is a directory, not a COCO annotations file")
         raise FileNotFoundError(f"annotations file not found: {os.fspath(path)}")
     try:
         with open(path, encoding="utf-8") as handle:
