@@ -2,7 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from trainwright.data import COCODetectionDataset, parse_coco_annotations
+from trainwright.data import COCODetectionDataset, DatasetWarning, parse_coco_annotations
+
+# The tiny dataset has one box of zero width on purpose; the warning about it is tested once, below.
+pytestmark = pytest.mark.filterwarnings("ignore:.*zero or negative width:trainwright.data.errors.DatasetWarning")
 
 
 def test_categories_map_to_contiguous_indices_in_id_order(tiny_coco):
@@ -15,7 +18,9 @@ def test_categories_map_to_contiguous_indices_in_id_order(tiny_coco):
 
 
 def test_degenerate_boxes_skipped_and_images_without_annotations_kept(tiny_coco):
-    records, _, _ = parse_coco_annotations(tiny_coco[1], tiny_coco[0])
+    with pytest.warns(DatasetWarning, match=r"of 4 boxes, 1 with zero or negative width or height were dropped "
+                                            r"\(annotation ids 4\)"):
+        records, _, _ = parse_coco_annotations(tiny_coco[1], tiny_coco[0])
     assert [r.image_id for r in records] == [10, 11, 12]
     assert len(records[1].boxes) == 0 and len(records[2].boxes) == 0
 

@@ -8,6 +8,7 @@ from trainwright.data.collate import (
     PPYoloECollateFN,
 )
 from trainwright.data.detection_dataset import DetectionDataset
+from trainwright.data.errors import DatasetError, DatasetWarning, MissingImagesError
 from trainwright.data.loaders import build_detection_loader, seed_worker
 from trainwright.data.sample import DetectionSample
 from trainwright.data.shapes import SHAPE_CLASSES, ShapesConfig, ShapesDetectionDataset, generate_shapes_dataset
@@ -16,9 +17,12 @@ __all__ = [
     "COCODetectionDataset",
     "CrowdDetectionCollateFN",
     "CrowdDetectionPPYoloECollateFN",
+    "DatasetError",
+    "DatasetWarning",
     "DetectionCollateFN",
     "DetectionDataset",
     "DetectionSample",
+    "MissingImagesError",
     "PPYoloECollateFN",
     "SHAPE_CLASSES",
     "ShapesConfig",

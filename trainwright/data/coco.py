@@ -1,24 +1,39 @@
-"""A detection dataset in COCO format: an images folder plus an instances_*.json annotation file."""
+"""A detection dataset in COCO format: an images folder plus an instances_*.json annotation file.
+
+Everything is checked when the dataset is built, before any training starts (see ``parse_coco_annotations``):
+a problem that would give wrong labels is a DatasetError naming the file and the id; a repair (a box clipped
+or dropped, an image size taken from the file instead of the JSON) is one DatasetWarning that counts it.
+"""
 
 from __future__ import annotations
 
 import copy
-import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from trainwright.data.box_checks import check_boxes
+from trainwright.data.coco_json import CocoTables, read_coco_tables
 from trainwright.data.detection_dataset import DetectionDataset
+from trainwright.data.errors import DatasetError, DatasetWarning, MissingImagesError, examples
+from trainwright.data.image_io import read_rgb_image
+from trainwright.data.image_scan import NOT_FOUND, ImageScan, scan_image_files
 from trainwright.data.sample import DetectionSample
 from trainwright.data.transforms.base import DetectionTransform
+
+__all__ = ["COCODetectionDataset", "CocoImageRecord", "parse_coco_annotations", "read_rgb_image"]
 
 
 @dataclass(frozen=True)
 class CocoImageRecord:
-    """One image of the annotation file: its path and annotations (boxes xyxy in pixels, class indices)."""
+    """One image of the annotation file: its path, size and annotations (boxes xyxy in pixels, class indices).
+
+    width and height are the image's as displayed (read from the file, EXIF orientation applied), whatever the
+    JSON says; orientation is the file's EXIF orientation (1..8), applied when the image is decoded.
+    """
 
     image_id: int
     path: str
@@ -27,63 +42,100 @@ class CocoImageRecord:
     boxes: np.ndarray  # float32 [n, 4]
     labels: np.ndarray  # int64 [n]
     is_crowd: np.ndarray  # bool [n]
-
-
-def _category_table(categories: list[dict], annotations_file) -> tuple[list[int], list[str]]:
-    """Category ids sorted ascending (class index = position) and their names."""
-    if not categories:
-        raise ValueError(f"{annotations_file}: 'categories' is empty; a detection dataset needs at least one class")
-    ordered = sorted(categories, key=lambda c: int(c["id"]))
-    ids = [int(c["id"]) for c in ordered]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"{annotations_file}: duplicate category ids in {ids}")
-    return ids, [str(c.get("name", c["id"])) for c in ordered]
+    orientation: int = 1
 
 
 def parse_coco_annotations(annotations_file, images_dir) -> tuple[list[CocoImageRecord], list[int], list[str]]:
-    """Read a COCO instances file -> (one record per image, category ids, class names).
+    """Read and check a COCO instances file and its images -> (one record per image, category ids, class names).
 
     Class index i stands for the i-th smallest category id. Boxes are COCO (x, y, w, h) turned into
-    (x1, y1, x2, y2); boxes with w <= 0 or h <= 0 are skipped as degenerate. ``iscrowd`` annotations are
-    kept as crowd regions. Images without annotations are kept (with no boxes).
+    (x1, y1, x2, y2). ``iscrowd`` annotations are kept as crowd regions; images without annotations are kept.
+
+    Errors (DatasetError naming the file and id): invalid JSON, a missing key, an empty split, duplicate image,
+    annotation or category ids, an annotation whose image or category does not exist, a file_name outside
+    ``images_dir`` or listed twice, image files that are missing (MissingImagesError), unreadable or truncated.
+    Repairs (one DatasetWarning each, with counts): boxes with zero or negative size or lying outside their
+    image are dropped, boxes overhanging it are clipped; a JSON width/height that differs from the file's.
     """
-    with open(annotations_file, encoding="utf-8") as f:
-        data = json.load(f)
-    for key in ("images", "annotations", "categories"):
-        if key not in data:
-            raise ValueError(f"{annotations_file} is not a COCO instances file: no '{key}' key")
-    cat_ids, names = _category_table(data["categories"], annotations_file)
-    anns = data["annotations"]
-    image_ids = np.array([int(a["image_id"]) for a in anns], dtype=np.int64)
-    ann_cats = np.array([int(a["category_id"]) for a in anns], dtype=np.int64)
-    xywh = np.array([a["bbox"] for a in anns], dtype=np.float32).reshape(-1, 4)
-    crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool)
-    unknown = np.setdiff1d(ann_cats, cat_ids)
-    if unknown.size:
-        raise ValueError(f"{annotations_file}: annotations use category ids {unknown.tolist()} not in 'categories'")
-    valid = (xywh[:, 2] > 0) & (xywh[:, 3] > 0)
-    image_ids, ann_cats, xywh, crowd = image_ids[valid], ann_cats[valid], xywh[valid], crowd[valid]
-    labels = np.searchsorted(np.array(cat_ids), ann_cats).astype(np.int64)
-    boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
-    order = np.argsort(image_ids, kind="stable")
-    image_ids, labels, boxes, crowd = image_ids[order], labels[order], boxes[order], crowd[order]
-    records = []
-    for img in data["images"]:
-        image_id = int(img["id"])
-        lo, hi = np.searchsorted(image_ids, [image_id, image_id + 1])
-        records.append(CocoImageRecord(image_id, os.path.join(images_dir, img["file_name"]), int(img["width"]),
-                                       int(img["height"]), boxes[lo:hi], labels[lo:hi], crowd[lo:hi]))
-    return records, cat_ids, names
+    tables = read_coco_tables(annotations_file)
+    paths = _image_paths(str(images_dir), tables.file_names, tables.image_ids, annotations_file)
+    scan = scan_image_files(paths)
+    _raise_on_unusable_images(scan, tables.file_names, images_dir, annotations_file)
+    _warn_on_size_mismatch(tables, scan, annotations_file)
+
+    order = np.argsort(tables.image_ids, kind="stable")
+    image_pos = order[np.searchsorted(tables.image_ids, tables.annotation_image_ids, sorter=order)]  # [A]
+    check = check_boxes(tables.boxes_xywh, scan.widths[image_pos], scan.heights[image_pos])
+    summary = check.summary(tables.annotation_ids)
+    if summary:
+        warnings.warn(f"{annotations_file}: {summary}", DatasetWarning, stacklevel=3)
+    labels = np.searchsorted(np.asarray(tables.category_ids), tables.annotation_category_ids).astype(np.int64)
+    keep = np.flatnonzero(check.keep)
+    keep = keep[np.argsort(image_pos[keep], kind="stable")]
+    bounds = np.searchsorted(image_pos[keep], np.arange(len(paths) + 1))
+    boxes, labels, crowd = check.boxes[keep], labels[keep], tables.is_crowd[keep]
+    records = [CocoImageRecord(int(tables.image_ids[i]), paths[i], int(scan.widths[i]), int(scan.heights[i]),
+                               boxes[lo:hi], labels[lo:hi], crowd[lo:hi], int(scan.orientations[i]))
+               for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))]
+    return records, tables.category_ids, tables.class_names
 
 
-def read_rgb_image(path: str) -> np.ndarray:
-    """uint8 [H, W, 3] RGB image at ``path``; FileNotFoundError / ValueError naming the path otherwise."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image file not found: {path}")
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot read image (corrupt or unsupported format): {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+def _image_paths(images_dir: str, file_names: list[str], image_ids: np.ndarray, annotations_file) -> list[str]:
+    """The path of every image under images_dir; DatasetError for a file_name leading outside it or listed twice."""
+    root = os.path.normpath(images_dir)
+    prefix = root.rstrip(os.sep) + os.sep
+    paths = [os.path.normpath(os.path.join(root, name)) for name in file_names]
+    outside = [name for name, path in zip(file_names, paths) if not path.startswith(prefix)]
+    if outside:
+        raise DatasetError(annotations_file, f"file_name {outside[0]!r} leads outside images_dir {images_dir} "
+                                             f"({len(outside)} such images); file names are relative to it")
+    _reject_repeated_files(paths, file_names, image_ids, annotations_file)
+    return paths
+
+
+def _reject_repeated_files(paths: list[str], file_names: list[str], image_ids: np.ndarray, annotations_file) -> None:
+    """DatasetError when two image entries are one file: each would train with only its own share of the boxes."""
+    unique, first, counts = np.unique(np.asarray(paths), return_index=True, return_counts=True)
+    if (counts == 1).all():
+        return
+    repeated = int(first[np.argmax(counts > 1)])
+    others = [i for i, path in enumerate(paths) if path == paths[repeated] and i != repeated]
+    raise DatasetError(annotations_file, f"image ids {int(image_ids[repeated])} and {int(image_ids[others[0]])} are "
+                                         f"the same file {file_names[repeated]!r} ({int((counts > 1).sum())} files "
+                                         f"are listed more than once); each entry would train with only its own "
+                                         f"boxes and the others as background: merge them into one image entry")
+
+
+def _raise_on_unusable_images(scan: ImageScan, file_names: list[str], images_dir, annotations_file) -> None:
+    """MissingImagesError when files are missing (only), DatasetError naming each unusable file otherwise."""
+    if not scan.problems:
+        return
+    listed = "; ".join(f"{file_names[i]}: {why}" for i, why in list(scan.problems.items())[:5])
+    more = "; ..." if len(scan.problems) > 5 else ""
+    message = (f"{len(scan.problems)} of the {len(file_names)} images it lists in {images_dir} cannot be used "
+               f"({listed}{more}); restore these files or remove their entries and annotations")
+    if all(why == NOT_FOUND for why in scan.problems.values()):
+        raise MissingImagesError(annotations_file, message)
+    raise DatasetError(annotations_file, message)
+
+
+def _warn_on_size_mismatch(tables: CocoTables, scan: ImageScan, annotations_file) -> None:
+    """One DatasetWarning counting the images whose JSON width/height differ from the file (the file wins)."""
+    differs = (tables.widths != scan.widths) | (tables.heights != scan.heights)
+    if not differs.any():
+        return
+    i = int(np.argmax(differs))
+    message = (f"{annotations_file}: {int(differs.sum())} of {len(differs)} images have a width/height that differs "
+               f"from the image file, e.g. image id {int(tables.image_ids[i])} ({tables.file_names[i]}): "
+               f"{int(tables.widths[i])}x{int(tables.heights[i])} in the JSON, {int(scan.widths[i])}x"
+               f"{int(scan.heights[i])} in the file; the file's size is used")
+    stored = differs & (scan.orientations >= 5) & (tables.widths == scan.heights) & (tables.heights == scan.widths)
+    if stored.any():
+        message += (f". {int(stored.sum())} of them (image ids {examples(tables.image_ids[stored].tolist())}) carry "
+                    f"an EXIF orientation that turns them by 90 degrees and the JSON gives their stored size: boxes "
+                    f"are read on the image as displayed (upright, as annotation tools show it); if yours showed "
+                    f"the stored pixels instead, remove the orientation tag from those files")
+    warnings.warn(message, DatasetWarning, stacklevel=4)
 
 
 class COCODetectionDataset(DetectionDataset):
@@ -93,10 +145,11 @@ class COCODetectionDataset(DetectionDataset):
     ``category_ids`` keep the mapping and ``processing_params`` is the dict to save with checkpoints.
     Crowd annotations (iscrowd=1) are never ordinary targets: with with_crowd=True they come back as
     crowd targets, else they are dropped. Images without annotations are kept unless
-    ignore_empty_annotations=True. Degenerate boxes (w or h <= 0) are skipped. Every image file is
-    checked at construction (FileNotFoundError lists the missing paths); an unreadable file raises
-    with its path when loaded. cache_images=True keeps the decoded, resized images in memory (loaded
-    at construction, so DataLoader workers share them).
+    ignore_empty_annotations=True. The annotation file and every image file are checked at construction
+    (see parse_coco_annotations): a problem raises DatasetError, a repair warns once with a count. Images are
+    decoded as displayed (EXIF orientation applied) to 8-bit RGB, whatever their pixel type.
+    cache_images=True keeps the decoded, resized images in memory (loaded at construction, so DataLoader
+    workers share them).
 
     Items: see DetectionDataset.
     """
@@ -111,10 +164,9 @@ class COCODetectionDataset(DetectionDataset):
         records, self.category_ids, self.class_names = parse_coco_annotations(self.annotations_file, self.images_dir)
         if ignore_empty_annotations:
             records = [r for r in records if (~r.is_crowd).any()]
-        missing = [r.path for r in records if not os.path.isfile(r.path)]
-        if missing:
-            raise FileNotFoundError(f"{len(missing)} image file(s) of {self.annotations_file} not found, "
-                                    f"e.g. {missing[:5]}")
+            if not records:
+                raise DatasetError(self.annotations_file, "no image has a (non-crowd) box, and "
+                                                          "ignore_empty_annotations=True leaves no image")
         self.records = records
         self._cache = None
         if cache_images:
@@ -150,7 +202,12 @@ class COCODetectionDataset(DetectionDataset):
 
     def load_raw(self, index: int) -> DetectionSample:
         record = self.records[index]
-        return DetectionSample(read_rgb_image(record.path), record.boxes, record.labels, record.is_crowd)
+        image = read_rgb_image(record.path, record.orientation)
+        if image.shape[:2] != (record.height, record.width):
+            raise DatasetError(record.path, f"decodes to {image.shape[1]}x{image.shape[0]} pixels, but was "
+                                            f"{record.width}x{record.height} when the dataset was built; "
+                                            f"the file changed since")
+        return DetectionSample(image, record.boxes, record.labels, record.is_crowd)
 
     def load_sample(self, index: int) -> DetectionSample:
         return super().load_sample(index) if self._cache is None else self._cache[index]
