@@ -27,11 +27,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser(
         "evaluate", help="COCO summary of a checkpoint on a COCO-format dataset",
         description="Evaluate CHECKPOINT on a COCO-format dataset (default: the validation split it was trained "
-                    "on) and print the twelve COCO bbox numbers.")
+                    "on): print the twelve COCO bbox numbers and a per-class table, and write a precision-recall "
+                    "curve, an F1-confidence curve and a confusion matrix as PNG (beside the checkpoint, or in "
+                    "--output).")
     evaluate.add_argument("checkpoint", help="a .pth file written by trainwright train")
     evaluate.add_argument("--images", help="images folder of the dataset (with --annotations)")
     evaluate.add_argument("--annotations", help="COCO instances JSON of the dataset (with --images)")
-    evaluate.add_argument("--json", action="store_true", help="print the summary as JSON")
+    evaluate.add_argument("--json", action="store_true", help="print the summary and per-class table as JSON")
+    evaluate.add_argument("--save-json", metavar="FILE",
+                          help="write the detections as COCO results (image_id, category_id, bbox, score) to FILE")
+    evaluate.add_argument("--output", metavar="DIR",
+                          help="folder for the plots (default: the checkpoint's folder; created if missing)")
+    evaluate.add_argument("--no-plots", action="store_true", help="do not write the plots")
     evaluate.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
     evaluate.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     evaluate.set_defaults(handler=_run_evaluate)
@@ -67,7 +74,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from trainwright.cli.evaluate import run_evaluate
 
     return run_evaluate(args.checkpoint, args.images, args.annotations, as_json=args.json,
-                        batch_size=args.batch_size, device=args.device)
+                        batch_size=args.batch_size, device=args.device, save_json=args.save_json,
+                        output=args.output, plots=not args.no_plots)
 
 
 def _run_predict(args: argparse.Namespace) -> int:
