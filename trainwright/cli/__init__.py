@@ -44,15 +44,23 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=_run_evaluate)
 
     predict = sub.add_parser(
-        "predict", help="draw and print a checkpoint's detections on images",
-        description="Run CHECKPOINT on each IMAGE, write the images with their boxes drawn to --output and "
-                    "print the detections (x1 y1 x2 y2 in pixels of the original image).")
+        "predict", help="draw and print a checkpoint's detections on images and videos",
+        description="Run CHECKPOINT on each image and video SOURCE names (files, folders, glob patterns), write "
+                    "them with their boxes drawn to --output (images in their own format, videos as mp4) and "
+                    "print the detections (x1 y1 x2 y2 in pixels of the original image). Other files are "
+                    "skipped with a note; an input that cannot be read is reported, the others are still "
+                    "processed, and the exit status is 1.")
     predict.add_argument("checkpoint", help="a .pth file written by trainwright train")
-    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    predict.add_argument("--output", default="predictions", help="folder for the drawn images (default: predictions)")
+    predict.add_argument("sources", nargs="+", metavar="SOURCE",
+                         help="image or video files, folders of them, or glob patterns (quoted, e.g. 'data/*.jpg')")
+    predict.add_argument("--output", default="predictions", help="folder for the outputs (default: predictions)")
     predict.add_argument("--conf", type=float, default=0.3, help="confidence threshold (default 0.3)")
     predict.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (default: the training one)")
     predict.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    predict.add_argument("--save-json", metavar="FILE", help="also write the detections as COCO results to FILE")
+    predict.add_argument("--save-txt", action="store_true",
+                         help="also write one label file per image (and video frame) under OUTPUT/labels: "
+                              "'class cx cy w h score' per line, box normalised to [0, 1] (YOLO format)")
     predict.set_defaults(handler=_run_predict)
 
     demo = sub.add_parser("demo", help="post-process a synthetic YOLOX output with our NMS next to torchvision's")
@@ -81,7 +89,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 def _run_predict(args: argparse.Namespace) -> int:
     from trainwright.cli.predict import run_predict
 
-    return run_predict(args.checkpoint, args.images, args.output, conf=args.conf, iou=args.iou, device=args.device)
+    return run_predict(args.checkpoint, args.sources, args.output, conf=args.conf, iou=args.iou, device=args.device,
+                       save_json=args.save_json, save_txt=args.save_txt)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
