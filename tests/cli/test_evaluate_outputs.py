@@ -86,15 +86,18 @@ def test_json_run_to_an_output_folder_without_plots(text_run, dataset_and_checkp
     assert quiet.returncode == 0 and json.loads(quiet.stdout)["files"] == [] and not (tmp_path / "none").exists()
 
 
-@pytest.mark.parametrize("case", ["output_is_a_file", "json_folder_missing", "json_is_a_folder"])
+@pytest.mark.parametrize("case", ["output_is_a_file", "json_folder_missing", "json_is_a_folder", "json_is_the_data"])
 def test_bad_output_paths_are_one_line_errors_and_write_nothing(case, dataset_and_checkpoint, tmp_path):
-    _, _, _, checkpoint = dataset_and_checkpoint
+    _, images, annotations, checkpoint = dataset_and_checkpoint
+    annotations_before = annotations.read_bytes()
     a_file = tmp_path / "a_file"
     a_file.write_text("keep me")
     args, named = {
         "output_is_a_file": (["--output", a_file / "sub", "--save-json", tmp_path / "d.json"], str(a_file)),
         "json_folder_missing": (["--save-json", tmp_path / "missing" / "d.json"], str(tmp_path / "missing")),
         "json_is_a_folder": (["--save-json", tmp_path], str(tmp_path)),
+        "json_is_the_data": (["--images", images, "--annotations", annotations, "--save-json", annotations],
+                             f"would overwrite the input {annotations}"),
     }[case]
     before = sorted(p.name for p in tmp_path.iterdir())
     result = run_trainwright("evaluate", checkpoint, *args)
@@ -102,3 +105,4 @@ def test_bad_output_paths_are_one_line_errors_and_write_nothing(case, dataset_an
     assert "Traceback" not in result.stderr and named in result.stderr
     assert result.stderr.startswith("trainwright evaluate: error: ")
     assert sorted(p.name for p in tmp_path.iterdir()) == before and a_file.read_text() == "keep me"
+    assert annotations.read_bytes() == annotations_before

@@ -107,7 +107,7 @@ def test_globs_select_images_and_equal_names_stay_apart(checkpoint, tmp_path):
     assert "Traceback" not in result.stderr and "wrote" in result.stdout
 
 
-def test_missing_input_and_bad_output_are_one_line_errors(checkpoint, tmp_path):
+def test_missing_input_and_bad_or_overwriting_output_are_one_line_errors(checkpoint, tmp_path):
     result = run_trainwright("predict", checkpoint, tmp_path / "nope.png", str(tmp_path / "*.jpg"),
                              "--output", tmp_path / "out")
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -118,3 +118,9 @@ def test_missing_input_and_bad_output_are_one_line_errors(checkpoint, tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"--output must be a folder, but {tmp_path / 'a.png'} is a file" in result.stderr
     assert (tmp_path / "a.png").read_bytes() == b""
+    cv2.imwrite(str(tmp_path / "c.png"), picture(5))
+    original = (tmp_path / "c.png").read_bytes()
+    result = run_trainwright("predict", checkpoint, tmp_path / "c.png", "--output", tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"--output {tmp_path / 'c.png'} would overwrite the input {tmp_path / 'c.png'}" in result.stderr
+    assert (tmp_path / "c.png").read_bytes() == original

@@ -8,6 +8,7 @@ import os
 import torch
 
 from trainwright.cli.evaluation_outputs import (
+    check_not_inputs,
     check_output_paths,
     detections_json,
     evaluation_files,
@@ -91,6 +92,7 @@ def run_evaluate(checkpoint: str, images: str | None = None, annotations: str | 
     check_output_paths(output, save_json)
     cm = load_checkpoint_model(checkpoint, device)
     images, annotations = _dataset_paths(cm, images, annotations)
+    check_not_inputs([("--save-json", save_json)], [checkpoint, annotations])
     dataset = COCODetectionDataset(images, annotations, input_size=cm.input_size,
                                    transforms=detection_val_transforms(cm.input_size))
     if list(dataset.category_ids) != list(cm.category_ids):

@@ -16,8 +16,8 @@ from trainwright.metrics.confusion import detection_confusion_matrix, normalize_
 from trainwright.metrics.per_class import PerClassMetrics
 from trainwright.visualization.evaluation_plots import confusion_matrix_png, f1_curve_png, pr_curve_png
 
-__all__ = ["CONFUSION_CONF", "CONFUSION_IOU", "check_output_paths", "per_class_table", "evaluation_files",
-           "write_files"]
+__all__ = ["CONFUSION_CONF", "CONFUSION_IOU", "check_output_paths", "check_not_inputs", "per_class_table",
+           "evaluation_files", "write_files"]
 
 CONFUSION_CONF = 0.25  # predictions below this confidence are left out of the confusion matrix
 CONFUSION_IOU = 0.5
@@ -38,6 +38,15 @@ def check_output_paths(output_dir: str | None, save_json: str | None) -> None:
         parent = os.path.dirname(os.path.abspath(save_json))
         if not os.path.isdir(parent):
             raise FileNotFoundError(f"--save-json {save_json}: folder {parent} does not exist")
+
+
+def check_not_inputs(outputs: list[tuple[str, str | None]], inputs: list[str]) -> None:
+    """ValueError when an output path ((flag, path) pairs) is one of the input files, which it would overwrite."""
+    protected = {os.path.realpath(path): path for path in inputs}
+    for flag, path in outputs:
+        if path is not None and os.path.realpath(path) in protected:
+            raise ValueError(f"{flag} {path} would overwrite the input {protected[os.path.realpath(path)]}; "
+                             "choose another path")
 
 
 def plot_paths(folder: str, checkpoint: str) -> list[str]:

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from trainwright.cli.detector import Detector, load_detector
-from trainwright.cli.evaluation_outputs import check_output_paths
+from trainwright.cli.evaluation_outputs import check_not_inputs, check_output_paths
 from trainwright.cli.predict_outputs import VideoOutput, coco_records, draw, encode_image, yolo_label_text
 from trainwright.cli.predict_sources import Source, collect_sources
 from trainwright.data.coco import read_rgb_image
@@ -42,6 +42,8 @@ def run_predict(checkpoint: str, sources: list[str], output: str = "predictions"
         print(f"note: skipped {path} (not an image or video file)", file=sys.stderr)
     if not inputs:
         raise ValueError(f"no image or video file among {', '.join(sources)}")
+    planned = [("--output", _output_path(output, source)) for source in inputs]
+    check_not_inputs([*planned, ("--save-json", save_json)], [checkpoint, *(source.path for source in inputs)])
     detector = load_detector(checkpoint, conf, iou, device)
     run = _PredictRun(detector, output, save_txt, _image_ids(inputs))
     failed = []
@@ -66,6 +68,12 @@ def run_predict(checkpoint: str, sources: list[str], output: str = "predictions"
     return 0
 
 
+def _output_path(output: str, source: Source) -> str:
+    """The drawn image (same format) or annotated video (mp4) of a source."""
+    suffix = Path(source.path).suffix if source.kind == "image" else ".mp4"
+    return os.path.join(output, source.stem + suffix)
+
+
 def _image_ids(inputs: list[Source]) -> Iterator[int]:
     """COCO image ids: the file stems when every input is an image named by a distinct number, else 1, 2, ..."""
     stems = [Path(s.path).stem for s in inputs]
@@ -85,7 +93,7 @@ class _PredictRun:
     def image(self, source: Source) -> None:
         image = read_rgb_image(source.path)
         rows = self.detector([image])[0]
-        target = os.path.join(self.output, source.stem + Path(source.path).suffix)
+        target = _output_path(self.output, source)
         files = {target: encode_image(draw(image, rows, self.detector.class_names), Path(source.path).suffix)}
         if self.save_txt:
             label = os.path.join(self.output, LABELS_FOLDER, f"{source.stem}.txt")
@@ -103,7 +111,7 @@ class _PredictRun:
             frames = _frames(capture)
             first = next(frames)
             fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-            target = os.path.join(self.output, f"{source.stem}.mp4")
+            target = _output_path(self.output, source)
             labels, records, count, detections = {}, [], 0, 0
             with VideoOutput(target, fps, first.shape[1], first.shape[0]) as video:
                 for batch in _batches(first, frames):
