@@ -1,7 +1,8 @@
 """Evaluation plots (matplotlib, Agg backend): precision-recall curve, F1-confidence curve, confusion matrix.
 
 Each function draws one figure from plain tensors and returns it encoded as PNG, so that a caller can make
-every output before writing any. Callers pass only the classes that have targets.
+every output before writing any. The curves are meant for the classes that have targets (the caller
+selects them); the confusion matrix takes every class.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def _class_lines(axes, x: Tensor, curves: Tensor, labels: list[str]) -> None:
 def _finish(axes, xlabel: str, ylabel: str, title: str) -> None:
     axes.set(xlabel=xlabel, ylabel=ylabel, title=title, xlim=(0, 1), ylim=(0, 1.01))
     axes.grid(alpha=0.3)
-    axes.legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=8)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=8)
 
 
 def pr_curve_png(recall: Tensor, precision: Tensor, names: list[str], ap50: Tensor) -> bytes:
