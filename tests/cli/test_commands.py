@@ -82,7 +82,7 @@ def test_predict_writes_drawn_images_and_prints_detections(shapes_run, tmp_path)
     code, out, _ = run_cli(["predict", str(experiment / "ckpt_best.pth"), *map(str, images), "--output", str(output),
                             "--conf", "0.0"])
     assert code == 0
-    assert sorted(p.name for p in output.iterdir()) == [f"{images[0].stem}.jpg", f"{images[1].stem}.jpg"]
+    assert sorted(p.name for p in output.iterdir()) == [images[0].name, images[1].name]  # png stays png
     lines = out.splitlines()
     assert lines[0].startswith(f"{images[0]}: ") and "detection(s)" in lines[0]
     detections = [line.split() for line in lines if line.startswith("  ")]

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from trainwright.cli.inference import CheckpointModel, checkpoint_postprocess, prepare_image, to_original_pixels
-from trainwright.cli.predict import output_names
+from trainwright.cli.predict_sources import unique_stems
 from trainwright.models.detection.postprocess import YoloXPostPredictionCallback
 
 
@@ -32,9 +32,11 @@ def test_a_drawn_square_lands_on_its_box_through_prepare_and_back():
                                atol=2.0, rtol=0)
 
 
-def test_output_names_never_collide():
-    assert output_names(["a/x.png", "b/x.jpg", "y.png", "c/x.png"]) == ["x.jpg", "x_2.jpg", "y.jpg", "x_3.jpg"]
-    assert output_names(["x.png", "d/x.png", "x_2.png"]) == ["x.jpg", "x_2.jpg", "x_2_2.jpg"]
+def test_output_stems_never_collide_and_stay_plain_names():
+    assert unique_stems(["a/x.png", "b/x.jpg", "y.png", "c/X.png"]) == ["x", "x_2", "y", "X_3"]
+    assert unique_stems(["x.png", "d/x.png", "x_2.png"]) == ["x", "x_2", "x_2_2"]
+    # a backslash, a colon and a newline become "_"; "." alone would name the folder itself
+    assert unique_stems(["a/..png", "b/.png.jpg", "c/we\\ird:na\nme.jpg"]) == ["_.", ".png", "we_ird_na_me"]
 
 
 def test_nms_settings_come_from_the_flag_then_the_checkpoint_then_the_class_default():

@@ -73,7 +73,8 @@ def test_a_perfect_model_scores_ap_1_through_the_evaluate_path(tmp_path):
     with pytest.warns(DatasetWarning):
         dataset = COCODetectionDataset(images_dir, path, input_size=INPUT_SIZE,
                                        transforms=detection_val_transforms(INPUT_SIZE))
-    cm = CheckpointModel(PerfectModel(dataset, 2), ["box", "disc"], [1, 4], INPUT_SIZE, None, {}, torch.device("cpu"))
+    cm = CheckpointModel(PerfectModel(dataset, 2), ["box", "disc"], [1, 4], INPUT_SIZE, None, {"conf": 0.001}, 0.3,
+                         torch.device("cpu"))
     detections = predict_coco_detections(cm, dataset, batch_size=2)
     assert len(detections) == 5
     stats = coco_evaluate(path, detections)

@@ -27,26 +27,41 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser(
         "evaluate", help="COCO summary of a checkpoint on a COCO-format dataset",
         description="Evaluate CHECKPOINT on a COCO-format dataset (default: the validation split it was trained "
-                    "on) and print the twelve COCO bbox numbers.")
+                    "on): print the twelve COCO bbox numbers and a per-class table, and write a precision-recall "
+                    "curve, an F1-confidence curve and a confusion matrix as PNG (beside the checkpoint, or in "
+                    "--output).")
     evaluate.add_argument("checkpoint", help="a .pth file written by trainwright train")
     evaluate.add_argument("--images", help="images folder of the dataset (with --annotations)")
     evaluate.add_argument("--annotations", help="COCO instances JSON of the dataset (with --images)")
-    evaluate.add_argument("--json", action="store_true", help="print the summary as JSON")
+    evaluate.add_argument("--json", action="store_true", help="print the summary and per-class table as JSON")
+    evaluate.add_argument("--save-json", metavar="FILE",
+                          help="write the detections as COCO results (image_id, category_id, bbox, score) to FILE")
+    evaluate.add_argument("--output", metavar="DIR",
+                          help="folder for the plots (default: the checkpoint's folder; created if missing)")
+    evaluate.add_argument("--no-plots", action="store_true", help="do not write the plots")
     evaluate.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
     evaluate.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     evaluate.set_defaults(handler=_run_evaluate)
 
     predict = sub.add_parser(
-        "predict", help="draw and print a checkpoint's detections on images",
-        description="Run CHECKPOINT on each IMAGE, write the images with their boxes drawn to --output and "
-                    "print the detections (x1 y1 x2 y2 in pixels of the original image).")
+        "predict", help="draw and print a checkpoint's detections on images and videos",
+        description="Run CHECKPOINT on each image and video SOURCE names (files, folders, glob patterns), write "
+                    "them with their boxes drawn to --output (images in their own format, videos as mp4) and "
+                    "print the detections (x1 y1 x2 y2 in pixels of the original image). Other files are "
+                    "skipped with a note; an input that cannot be read is reported, the others are still "
+                    "processed, and the exit status is 1.")
     predict.add_argument("checkpoint", help="a .pth file written by trainwright train")
-    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    predict.add_argument("--output", default="predictions", help="folder for the drawn images (default: predictions)")
+    predict.add_argument("sources", nargs="+", metavar="SOURCE",
+                         help="image or video files, folders of them, or glob patterns (quoted, e.g. 'data/*.jpg')")
+    predict.add_argument("--output", default="predictions", help="folder for the outputs (default: predictions)")
     predict.add_argument("--conf", type=float, default=None,
                          help="confidence threshold (default: the recipe's visualization.conf, else 0.3)")
     predict.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (default: the recipe's postprocess.iou)")
     predict.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    predict.add_argument("--save-json", metavar="FILE", help="also write the detections as COCO results to FILE")
+    predict.add_argument("--save-txt", action="store_true",
+                         help="also write one label file per image (and video frame) under OUTPUT/labels: "
+                              "'class cx cy w h score' per line, box normalised to [0, 1] (YOLO format)")
     predict.set_defaults(handler=_run_predict)
 
     demo = sub.add_parser("demo", help="post-process a synthetic YOLOX output with our NMS next to torchvision's")
@@ -68,13 +83,15 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from trainwright.cli.evaluate import run_evaluate
 
     return run_evaluate(args.checkpoint, args.images, args.annotations, as_json=args.json,
-                        batch_size=args.batch_size, device=args.device)
+                        batch_size=args.batch_size, device=args.device, save_json=args.save_json,
+                        output=args.output, plots=not args.no_plots)
 
 
 def _run_predict(args: argparse.Namespace) -> int:
     from trainwright.cli.predict import run_predict
 
-    return run_predict(args.checkpoint, args.images, args.output, conf=args.conf, iou=args.iou, device=args.device)
+    return run_predict(args.checkpoint, args.sources, args.output, conf=args.conf, iou=args.iou, device=args.device,
+                       save_json=args.save_json, save_txt=args.save_txt)
 
 
 def _run_demo(args: argparse.Namespace) -> int:

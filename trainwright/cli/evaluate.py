@@ -7,10 +7,20 @@ import os
 
 import torch
 
+from trainwright.cli.evaluation_outputs import (
+    check_not_inputs,
+    check_output_paths,
+    detections_json,
+    evaluation_files,
+    per_class_table,
+    plot_paths,
+    write_files,
+)
 from trainwright.cli.inference import CheckpointModel, checkpoint_postprocess, load_checkpoint_model, to_original_pixels
 from trainwright.data import COCODetectionDataset, build_detection_loader
 from trainwright.data.transforms import detection_val_transforms
-from trainwright.metrics.coco import COCO_STAT_NAMES, coco_evaluate
+from trainwright.metrics.coco import COCO_STAT_NAMES, coco_evaluation
+from trainwright.metrics.per_class import per_class_metrics
 
 __all__ = ["run_evaluate", "predict_coco_detections", "format_summary"]
 
@@ -72,22 +82,39 @@ def format_summary(stats: dict[str, float]) -> str:
 
 
 def run_evaluate(checkpoint: str, images: str | None = None, annotations: str | None = None, as_json: bool = False,
-                 batch_size: int = 16, device=None) -> int:
-    """Print the COCO summary of `checkpoint` on a COCO-format dataset (default: its validation split)."""
+                 batch_size: int = 16, device=None, save_json: str | None = None, output: str | None = None,
+                 plots: bool = True) -> int:
+    """Print the COCO summary and per-class table of `checkpoint` on a COCO-format dataset (default: its
+    validation split); write the plots to `output` (default: beside the checkpoint) and the detections to
+    `save_json`."""
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+    check_output_paths(output, save_json)
     cm = load_checkpoint_model(checkpoint, device)
     images, annotations = _dataset_paths(cm, images, annotations)
+    check_not_inputs([("--save-json", save_json)], [checkpoint, annotations])
     dataset = COCODetectionDataset(images, annotations, input_size=cm.input_size,
                                    transforms=detection_val_transforms(cm.input_size))
     if list(dataset.category_ids) != list(cm.category_ids):
         raise ValueError(f"{annotations} has category ids {dataset.category_ids}, but the checkpoint was trained on "
                          f"{cm.category_ids} ({cm.class_names})")
-    stats = coco_evaluate(annotations, predict_coco_detections(cm, dataset, batch_size))
+    detections = predict_coco_detections(cm, dataset, batch_size)
+    evaluation = coco_evaluation(annotations, detections)
+    stats, per_class = evaluation.summary(), per_class_metrics(evaluation)
+    files = {save_json: detections_json(detections)} if save_json is not None else {}
+    paths = plot_paths(output if output is not None else os.path.dirname(os.path.abspath(checkpoint)), checkpoint)
+    if plots:
+        files.update(evaluation_files(evaluation, per_class, paths))
+    write_files(files)
     if as_json:
         print(json.dumps({**stats, "checkpoint": checkpoint, "images": images, "annotations": annotations,
-                          "num_images": len(dataset)}, indent=2))
+                          "num_images": len(dataset), "best_confidence": per_class.best_confidence,
+                          "per_class": per_class.rows(), "files": list(files)}, indent=2))
     else:
         print(f"COCO bbox evaluation of {checkpoint} on {len(dataset)} images ({annotations})")
         print(format_summary(stats))
+        print()
+        print(per_class_table(per_class))
+        for path in files:
+            print(f"wrote {path}")
     return 0

@@ -17,6 +17,7 @@ import json
 import os
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,11 +27,43 @@ from torch import Tensor
 from trainwright.metrics.average_precision import coco_iou_thresholds, coco_recall_thresholds, detection_curves
 from trainwright.metrics.matching import greedy_match, rank_within_groups
 
-__all__ = ["coco_evaluate", "COCO_STAT_NAMES"]
+__all__ = ["coco_evaluate", "coco_evaluation", "CocoEvaluation", "COCO_STAT_NAMES"]
 
 COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 _AREA_RANGES = ((0.0, 1e5**2), (0.0, 32.0**2), (32.0**2, 96.0**2), (96.0**2, 1e5**2))  # all, small, medium, large
 _MAX_DETS = (1, 10, 100)
+
+
+@dataclass
+class CocoEvaluation:
+    """The matching and precision curves behind the COCO summary, kept for per-class numbers and plots.
+
+    K categories (sorted ids), A = 4 area ranges (all, small, medium, large), T = 10 IoU thresholds
+    (0.50:0.95), R = 101 recall points. Detections are those taken into the evaluation (the 100 best per
+    image and category), D of them; ground truths are the G of listed images and categories.
+    """
+
+    num_images: int
+    category_ids: list[int]
+    category_names: list[str]
+    iou_thresholds: Tensor  # [T]
+    precision: Tensor  # [K, A, T, R] interpolated precision at each recall point
+    positives: Tensor  # [K, A] ground truths that are not ignored
+    det_image: Tensor  # [D] image index (into the sorted image ids)
+    det_category: Tensor  # [D] category index
+    det_box: Tensor  # [D, 4] x, y, w, h
+    det_score: Tensor  # [D]
+    det_rank: Tensor  # [D] rank by score within its image and category
+    true_positive: Tensor  # [D, A, T]
+    ignored: Tensor  # [D, A, T] neither true nor false positive
+    gt_image: Tensor  # [G]
+    gt_category: Tensor  # [G]
+    gt_box: Tensor  # [G, 4] x, y, w, h
+    gt_crowd: Tensor  # [G] bool
+
+    def summary(self) -> dict[str, float]:
+        """The twelve numbers of COCOeval.summarize(), see coco_evaluate."""
+        return _summarize(self)
 
 
 def coco_evaluate(
@@ -49,6 +82,15 @@ def coco_evaluate(
     :return: {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"} -> float;
              -1 for a summary without any ground truth (as the reference).
     """
+    return coco_evaluation(ground_truth, detections, device).summary()
+
+
+def coco_evaluation(
+    ground_truth: Mapping[str, Any] | str | os.PathLike,
+    detections: Sequence[Mapping[str, Any]] | str | os.PathLike,
+    device: torch.device | str = "cpu",
+) -> CocoEvaluation:
+    """Match and accumulate like coco_evaluate (same arguments), keeping what per-class numbers need."""
     gt = _load(ground_truth, "ground_truth", Mapping)
     dets = _load(detections, "detections", Sequence)
     for key in ("images", "annotations", "categories"):
@@ -57,17 +99,18 @@ def coco_evaluate(
                 f"ground_truth has no '{key}' list; a COCO dataset dict needs images, annotations, categories"
             )
     image_ids = np.unique(np.asarray([img["id"] for img in gt["images"]], dtype=np.int64))
-    category_ids = np.unique(np.asarray([cat["id"] for cat in gt["categories"]], dtype=np.int64))
+    names = {int(cat["id"]): str(cat.get("name", cat["id"])) for cat in gt["categories"]}
+    category_ids = np.unique(np.asarray(list(names), dtype=np.int64))
     gt_arrays = _ground_truth_arrays(gt["annotations"], image_ids, category_ids)
     det_arrays = _detection_arrays(dets, image_ids, category_ids)
     if not (gt_arrays["crowd"] == 0).any():
         warnings.warn(
-            "coco_evaluate: the ground truth has no (non-crowd) annotation; every summary is -1", stacklevel=2
+            "coco_evaluate: the ground truth has no (non-crowd) annotation; every summary is -1", stacklevel=3
         )
     if det_arrays["score"].size == 0:
-        warnings.warn("coco_evaluate: there are no detections to evaluate; AP and AR are 0", stacklevel=2)
+        warnings.warn("coco_evaluate: there are no detections to evaluate; AP and AR are 0", stacklevel=3)
     tensors = {name: torch.from_numpy(value).to(device) for name, value in {**gt_arrays, **det_arrays}.items()}
-    return _evaluate(tensors, len(category_ids))
+    return _match(tensors, len(image_ids), category_ids.tolist(), [names[c] for c in category_ids.tolist()])
 
 
 def _load(source, name: str, kind: type):
@@ -145,8 +188,9 @@ def _detection_arrays(dets, image_ids: np.ndarray, category_ids: np.ndarray) -> 
     }
 
 
-def _evaluate(t: dict[str, Tensor], num_categories: int) -> dict[str, float]:
-    """The twelve summary numbers from ground-truth and detection tensors (see module docstring)."""
+def _match(t: dict[str, Tensor], num_images: int, category_ids: list[int], category_names: list[str]) -> CocoEvaluation:
+    """Match the detections (see module docstring) and sample the precision curves of every category."""
+    num_categories = len(category_ids)
     device = t["score"].device
     ranges = torch.tensor(_AREA_RANGES, dtype=torch.float64, device=device)
     num_areas = ranges.shape[0]
@@ -190,14 +234,37 @@ def _evaluate(t: dict[str, Tensor], num_categories: int) -> dict[str, float]:
         positives.repeat_interleave(num_thr, dim=1),
         coco_recall_thresholds(device=device),
     )
-    precision = curves.sampled_precision.view(num_categories, num_areas, num_thr, -1)
+    return CocoEvaluation(
+        num_images=num_images,
+        category_ids=category_ids,
+        category_names=category_names,
+        iou_thresholds=iou_thresholds,
+        precision=curves.sampled_precision.view(num_categories, num_areas, num_thr, -1),
+        positives=positives,
+        det_image=t["det_image"][keep],
+        det_category=category,
+        det_box=boxes,
+        det_score=score,
+        det_rank=rank,
+        true_positive=true_positive,
+        ignored=ignored,
+        gt_image=t["gt_image"],
+        gt_category=t["gt_category"],
+        gt_box=t["gt_box"],
+        gt_crowd=t["crowd"],
+    )
+
+
+def _summarize(ev: CocoEvaluation) -> dict[str, float]:
+    """The twelve summary numbers of a CocoEvaluation."""
+    num_categories = len(ev.category_ids)
+    precision, positives, category, rank = ev.precision, ev.positives, ev.det_category, ev.det_rank
     valid = positives > 0  # [K, A]
     recall = {
-        m: _recall(true_positive[rank < m], category[rank < m], positives, num_categories) for m in _MAX_DETS[:-1]
+        m: _recall(ev.true_positive[rank < m], category[rank < m], positives, num_categories) for m in _MAX_DETS
     }
-    recall[_MAX_DETS[-1]] = curves.final_recall.view(num_categories, num_areas, num_thr)
-    thr_50 = int(torch.nonzero(iou_thresholds == 0.5)[0])
-    thr_75 = int(torch.nonzero(iou_thresholds == 0.75)[0])
+    thr_50 = int(torch.nonzero(ev.iou_thresholds == 0.5)[0])
+    thr_75 = int(torch.nonzero(ev.iou_thresholds == 0.75)[0])
     stats = [
         _mean(precision[:, 0], valid[:, 0]),
         _mean(precision[:, 0, thr_50], valid[:, 0]),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["pairwise_iou_xywh", "rank_within_groups", "greedy_match"]
+__all__ = ["pairwise_iou_xywh", "rank_within_groups", "candidate_pairs", "greedy_match"]
 
 
 def pairwise_iou_xywh(det: Tensor, gt: Tensor, gt_crowd: Tensor) -> Tensor:
@@ -44,7 +44,7 @@ def _group_then_score_order(groups: Tensor, scores: Tensor) -> Tensor:
     return order[torch.argsort(groups[order], stable=True)]
 
 
-def _candidate_pairs(det_group: Tensor, gt_group: Tensor) -> tuple[Tensor, Tensor]:
+def candidate_pairs(det_group: Tensor, gt_group: Tensor) -> tuple[Tensor, Tensor]:
     """Every (detection, ground truth) index pair [P] sharing a group; gt indices refer to the input order."""
     gt_order = torch.argsort(gt_group, stable=True)
     sorted_gt_group = gt_group[gt_order]
@@ -112,7 +112,7 @@ def _match_in_rounds(
     """The detections [D'] that have candidates and the ground truth each picks per config [D', C] (-1: none)."""
     device = det_boxes.device
     num_configs = config_thr.numel()
-    pair_det, pair_gt = _candidate_pairs(det_group, gt_group)
+    pair_det, pair_gt = candidate_pairs(det_group, gt_group)
     pair_iou = pairwise_iou_xywh(det_boxes[pair_det], gt_boxes[pair_gt], gt_crowd[pair_gt])
     keep = pair_iou >= config_thr.min()  # a pair below every threshold can never match
     pair_det, pair_gt, pair_iou = pair_det[keep], pair_gt[keep], pair_iou[keep]

@@ -12,8 +12,9 @@ Prediction = Union[Tensor, Sequence[Tensor]]
 
 
 def check_raw_output(name: str, prediction: Prediction) -> list[Tensor] | Tensor:
-    """Validate raw output: a tensor [B, N, 5 + C] or a sequence of [N_i, 5 + C] tensors, with C >= 1."""
+    """Validate raw output: a floating-point tensor [B, N, 5 + C] or a sequence of [N_i, 5 + C] ones, C >= 1."""
     if isinstance(prediction, Tensor):
+        _check_floating(name, prediction)
         if prediction.ndim != 3 or prediction.shape[-1] < 6:
             raise ValueError(
                 f"{name} must have shape [batch, boxes, 5 + num_classes] with at least one class, "
@@ -26,7 +27,14 @@ def check_raw_output(name: str, prediction: Prediction) -> list[Tensor] | Tensor
         if not isinstance(image, Tensor) or image.ndim != 2 or image.shape[-1] < 6:
             shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
             raise ValueError(f"{name}[{i}] must have shape [boxes, 5 + num_classes], got {shape}")
+        _check_floating(f"{name}[{i}]", image)
     return list(prediction)
+
+
+def _check_floating(name: str, tensor: Tensor) -> None:
+    """Boxes and scores are real numbers: integer or bool tensors are a TypeError naming their dtype."""
+    if not tensor.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor (boxes and scores), got dtype {tensor.dtype}")
 
 
 def check_cap(name: str, value: int | None) -> None:

@@ -7,6 +7,7 @@ tensor per image with rows (x1, y1, x2, y2, score, class).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from enum import Enum
@@ -17,6 +18,7 @@ from torch import Tensor
 
 from trainwright.ops._checks import Prediction, check_cap, check_raw_output, compute_dtype
 from trainwright.ops.boxes import cxcywh2xyxy
+from trainwright.ops.candidate_cap import DEFAULT_MAX_CANDIDATES_PER_CLASS, top_k_per_class
 from trainwright.ops.matrix_nms import matrix_non_max_suppression
 
 
@@ -84,6 +86,7 @@ def _nms_image(
     with_confidence: bool,
     nms_top_k: int | None,
     max_predictions: int | None,
+    max_candidates_per_class: int | None = None,
 ) -> Tensor | None:
     """Filter, suppress and format one image's raw rows [N, 5 + C] -> [n, 6] or None."""
     boxes, scores, classes = _candidates(pred, conf_thres, multi_label, with_confidence)
@@ -93,6 +96,8 @@ def _nms_image(
     if nms_top_k is not None and scores.numel() > nms_top_k:
         top = scores.topk(nms_top_k).indices
         boxes, scores, classes = boxes[top], scores[top], classes[top]
+    if max_candidates_per_class is not None:
+        boxes, scores, classes = _cap_per_class(boxes, scores, classes, max_candidates_per_class)
     if scores.numel() == 0:
         return None
     keep = _batched_nms(boxes, scores, classes, iou_thres)
@@ -102,6 +107,21 @@ def _nms_image(
         return None
     out = torch.cat([boxes[keep], scores[keep, None], classes[keep, None].to(boxes.dtype)], dim=1)
     return out.to(pred.dtype)
+
+
+def _cap_per_class(boxes: Tensor, scores: Tensor, classes: Tensor, cap: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Keep the `cap` best candidates of each class (see trainwright.ops.candidate_cap); warn when it cuts."""
+    kept = top_k_per_class(scores, classes, cap)
+    if kept is None:
+        return boxes, scores, classes
+    warnings.warn(
+        f"non_max_suppression: {scores.numel() - kept.numel()} of {scores.numel()} candidates dropped before NMS "
+        f"(a class had {int(torch.bincount(classes).max())} > max_candidates_per_class={cap}; only its {cap} "
+        f"best-scored ones were kept). Raise the confidence threshold, or pass max_candidates_per_class=None "
+        f"to keep all (NMS time grows with the square of a class's candidates).",
+        stacklevel=2,
+    )
+    return boxes[kept], scores[kept], classes[kept]
 
 
 def _map_images(
@@ -129,6 +149,7 @@ def non_max_suppression(
     *,
     nms_top_k: int | None = None,
     max_predictions: int | None = None,
+    max_candidates_per_class: int | None = DEFAULT_MAX_CANDIDATES_PER_CLASS,
     executor: Executor | None = None,
 ) -> list[Tensor | None]:
     """Greedy per-class NMS over raw output [B, N, 5 + C] (or a list of [N_i, 5 + C]) -> B x ([n, 6] or None).
@@ -141,7 +162,10 @@ def non_max_suppression(
     decreasing score order, in the input's dtype and device, or None when no box is left.
 
     ``nms_top_k`` keeps only the best-scored candidates before NMS and ``max_predictions`` the first rows
-    after it; None (the default) keeps all. NaN scores never pass the threshold, and candidates with a
+    after it; None (the default) keeps all. ``max_candidates_per_class`` (default 10000) keeps only the best
+    candidates of a class that has more, with a warning: greedy NMS costs up to n^2 / 2 IoUs for a class of
+    n candidates, so this bounds its time; the result is unchanged whenever no class has more (None: no cap,
+    exactly the reference). NaN scores never pass the threshold, and candidates with a
     non-finite box coordinate are dropped before NMS. A box with negative width or height overlaps nothing
     (it is kept when its score passes and suppresses no other box). The input is never modified. With an
     ``executor`` (a thread pool the caller owns), the images of a CPU batch run concurrently on it (torch
@@ -150,12 +174,13 @@ def non_max_suppression(
     images = check_raw_output("prediction", prediction)
     check_cap("nms_top_k", nms_top_k)
     check_cap("max_predictions", max_predictions)
+    check_cap("max_candidates_per_class", max_candidates_per_class)
     if len(images) == 0:
         return []
 
     def run(pred: Tensor) -> Tensor | None:
         return _nms_image(pred, conf_thres, iou_thres, multi_label_per_box, with_confidence, nms_top_k,
-                          max_predictions)
+                          max_predictions, max_candidates_per_class)
 
     return _map_images(run, list(images.unbind(0)) if isinstance(images, Tensor) else images, executor)
 
