@@ -157,7 +157,7 @@ def _transfer(url: str, out, limits: DownloadLimits) -> str:
         announced = _announced_size(response)
         if announced is not None and announced > limits.max_bytes:
             raise DownloadError(f"download of {url} refused: the server announces {announced} bytes, over the cap of "
-                                f"{limits.max_bytes} (${MAX_BYTES_ENV})")
+                                f"{limits.max_bytes} bytes (${MAX_BYTES_ENV})")
         read = getattr(response, "read1", response.read)  # read1 returns after one receive: the deadline is checked
         while True:
             try:
