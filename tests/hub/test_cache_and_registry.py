@@ -9,7 +9,7 @@ import logging
 import pytest
 import torch
 from test_download import _closed_port_url, checkpoint_bytes
-from weights_server import files_in, weights_cache, weights_server  # noqa: F401
+from weights_server import files_in
 
 from trainwright.checkpoints import CorruptCheckpointError, read_ckpt_state_dict
 from trainwright.hub import (

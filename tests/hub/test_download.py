@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from weights_server import files_in, weights_cache, weights_server  # noqa: F401
+from weights_server import files_in
 
 from trainwright.checkpoints import CorruptCheckpointError, download_checkpoint, read_ckpt_state_dict
 from trainwright.hub import DownloadError, DownloadLimits, download_to_file, fetch_url, remove_stale_parts
