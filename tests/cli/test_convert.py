@@ -201,3 +201,10 @@ def test_converted_nano_runs_in_predict(tmp_path):
         assert main(["predict", str(tmp_path / "nano.pth"), str(image), "--output", str(tmp_path / "pred"),
                      "--device", "cpu"]) == 0
     assert "street.png" in out.getvalue() and (tmp_path / "pred" / "street.jpg").is_file()
+
+
+def test_an_official_checkpoint_given_to_models_get_says_to_convert_it(tmp_path):
+    torch.save(_nano_fragment(), tmp_path / "yolox_nano.pth")
+    with pytest.raises(ValueError, match=r"yolox_nano.pth is an official YOLOX checkpoint: convert it first with "
+                                         r"`trainwright convert yolox-official .*yolox_nano.pth OUT.pth`"):
+        models.get("yolox_n", num_classes=3, checkpoint_path=tmp_path / "yolox_nano.pth")

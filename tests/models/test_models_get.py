@@ -9,8 +9,8 @@ from test_yolox_layouts import legacy_sg_layout
 
 from trainwright import models
 from trainwright.checkpoints import read_ckpt_state_dict
-from trainwright.data.coco_classes import COCO_CLASS_NAMES
 from trainwright.hub import PRETRAINED_WEIGHTS, MissingPretrainedWeightsException, register_pretrained_weights
+from trainwright.models.coco_classes import COCO_CLASS_NAMES
 from trainwright.nn.state_dict import StrictLoad
 
 CLS_PREDS = "_head._modules_list.14.cls_preds."
@@ -179,3 +179,10 @@ def test_get_without_weights_builds_like_get_model():
 def test_get_model_suggests_the_closest_name():
     with pytest.raises(ValueError, match="unknown model 'yolo_s'; did you mean 'yolox_s'"):
         models.get_model("yolo_s", num_classes=3)
+
+
+def test_backbone_of_another_architecture_is_a_one_line_error(sg_models_dir):
+    path = sg_models_dir / "yolox_t_c80_ckpt.pth"
+    with pytest.raises(ValueError, match=f"cannot load the backbone of {path} into yolox_n: ") as info:
+        models.get("yolox_n", num_classes=3, checkpoint_path=path, load_backbone=True, strict_load=StrictLoad.ON)
+    assert "\n" not in str(info.value)

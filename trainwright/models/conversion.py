@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from trainwright._version import __version__
-from trainwright.data.coco_classes import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
 from trainwright.models import get_model, list_models
+from trainwright.models.coco_classes import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
 from trainwright.models.detection.yolox_layouts import (
     OFFICIAL_STEM_KEY,
     OFFICIAL_STEMS,

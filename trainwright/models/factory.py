@@ -94,8 +94,12 @@ def get(model_name: str, arch_params: Mapping | None = None, num_classes: int | 
     loaded = []
     if checkpoint is not None:
         if load_backbone:
-            load_checkpoint_to_model(net, checkpoint_path, load_backbone=True, strict=strict,
-                                     load_weights_only=True, load_ema_as_net="ema_net" in checkpoint)
+            try:
+                load_checkpoint_to_model(net, checkpoint_path, load_backbone=True, strict=strict,
+                                         load_weights_only=True, load_ema_as_net="ema_net" in checkpoint)
+            except RuntimeError as error:
+                raise ValueError(f"cannot load the backbone of {source} into {name}: "
+                                 f"{str(error).splitlines()[0]}") from error
             loaded = _backbone_keys(net)
         else:
             loaded = _load_weights(net, name, _weights_of(checkpoint, source), strict, source, source_classes)
@@ -143,6 +147,10 @@ def _positive_or_none(name: str, value):
 
 def _weights_of(checkpoint, source) -> Mapping:
     """The checkpoint's EMA weights when it has them (the ones evaluated), else its ``net``."""
+    if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("model"), Mapping) and "net" not in checkpoint \
+            and OFFICIAL_STEM_KEY in checkpoint["model"]:
+        raise ValueError(f"checkpoint {source} is an official YOLOX checkpoint: convert it first with "
+                         f"`trainwright convert yolox-official {source} OUT.pth`, then load OUT.pth")
     return extract_weights(checkpoint, source, "ema_net" if isinstance(checkpoint, Mapping) and "ema_net" in checkpoint else "net")
 
 
@@ -181,7 +189,7 @@ def _mismatch_message(net: nn.Module, name: str, weights: Mapping, source: str, 
     else:
         first = f"first: {(missing or unexpected)[0]}" if (missing or unexpected) else ""
     if OFFICIAL_STEM_KEY in weights:
-        guess = "; it is an official YOLOX checkpoint: convert it first with `trainwright convert yolox-official IN OUT`"
+        guess = f"; it is an official YOLOX state dict: convert it first with `trainwright convert yolox-official {source} OUT.pth`"
     else:
         fits = _architectures_fitting(weights, num_classes)
         guess = f"; it fits {', '.join(fits)}" if fits else ""
@@ -197,8 +205,11 @@ def _architectures_fitting(weights: Mapping, num_classes: int) -> list[str]:
     fitting = []
     for candidate in list_models():
         adapter = state_dict_adapter(candidate)
-        with torch.device("meta"):
-            model_shapes = [tuple(v.shape) for v in get_model(candidate, num_classes=num_classes).state_dict().values()]
+        try:
+            with torch.device("meta"):
+                model_shapes = [tuple(v.shape) for v in get_model(candidate, num_classes=num_classes).state_dict().values()]
+        except Exception:  # an architecture that cannot be built without data: not a candidate for the hint
+            continue
         adapted = [tuple(v.shape) for v in (adapter(weights) if adapter else weights).values()]
         if model_shapes in (shapes, adapted):
             fitting.append(candidate)

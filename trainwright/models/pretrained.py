@@ -3,8 +3,8 @@ published YOLOX layout, and the dataset facts that come with weights pretrained 
 
 from __future__ import annotations
 
-from trainwright.data.coco_classes import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
 from trainwright.hub import register_state_dict_adapter
+from trainwright.models.coco_classes import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
 from trainwright.models.detection.yolox_layouts import adapt_sg_yolox_state_dict
 
 __all__ = ["YOLOX_ARCHITECTURES", "pretrained_processing_params", "register_model_adapters"]

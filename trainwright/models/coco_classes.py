@@ -1,4 +1,4 @@
-"""The 80 object categories of COCO detection: names in category-id order and their (non-contiguous) ids."""
+"""The 80 classes of models pretrained on COCO detection: names in category-id order and COCO's (non-contiguous) ids."""
 
 __all__ = ["COCO_CATEGORY_IDS", "COCO_CLASS_NAMES"]
 
