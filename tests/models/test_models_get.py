@@ -8,7 +8,7 @@ import torch
 from test_yolox_layouts import legacy_sg_layout
 
 from trainwright import models
-from trainwright.checkpoints import read_ckpt_state_dict
+from trainwright.checkpoints import load_pretrained_weights, read_ckpt_state_dict
 from trainwright.hub import PRETRAINED_WEIGHTS, MissingPretrainedWeightsException, register_pretrained_weights
 from trainwright.models.coco_classes import COCO_CLASS_NAMES
 from trainwright.nn.state_dict import StrictLoad
@@ -186,3 +186,15 @@ def test_backbone_of_another_architecture_is_a_one_line_error(sg_models_dir):
     with pytest.raises(ValueError, match=f"cannot load the backbone of {path} into yolox_n: ") as info:
         models.get("yolox_n", num_classes=3, checkpoint_path=path, load_backbone=True, strict_load=StrictLoad.ON)
     assert "\n" not in str(info.value)
+
+
+def test_published_layout_from_a_local_file_and_through_load_pretrained_weights(tmp_path, weights_server,
+                                                                                 weights_cache, sg_models_dir, registry):
+    weights = _serve_published_yolox_n(weights_server, sg_models_dir)
+    local = tmp_path / "yolox_n_coco.pth"  # the offline way: the zoo's file, downloaded elsewhere
+    local.write_bytes(weights_server.routes["/models/yolox_n_coco.pth"].body)
+    model = models.get("yolox_n", num_classes=3, checkpoint_path=local)
+    assert model.num_classes == 3 and _equal_except_class_predictions(model, weights)
+    model = models.get_model("yolox_n", num_classes=80)
+    report = load_pretrained_weights(model, "yolox_n", "coco")  # SuperGradients' function, same registry
+    assert not report.shape_mismatch and all(torch.equal(model.state_dict()[k], v) for k, v in weights.items())
