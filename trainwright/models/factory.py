@@ -57,13 +57,7 @@ def get(model_name: str, arch_params: Mapping | None = None, num_classes: int | 
     from trainwright.models import get_model, list_models  # the registry's module imports this one
 
     name = resolve_model_name(model_name, list_models())
-    arch = _arch_overrides(arch_params)
-    if "num_classes" in arch:
-        warnings.warn("num_classes in arch_params is deprecated; pass num_classes to get()", DeprecationWarning,
-                      stacklevel=2)
-        legacy = arch.pop("num_classes")
-        num_classes = legacy if num_classes is None else num_classes
-    num_classes = _positive_or_none("num_classes", num_classes)
+    arch, num_classes = _arch_and_classes(arch_params, num_classes)
     checkpoint_num_classes = _positive_or_none("checkpoint_num_classes", checkpoint_num_classes)
     strict = as_strict_load(strict_load)
     if checkpoint_path is not None and pretrained_weights is not None:
@@ -71,44 +65,54 @@ def get(model_name: str, arch_params: Mapping | None = None, num_classes: int | 
                          f"{pretrained_weights!r})")
     if load_backbone and checkpoint_path is None:
         raise ValueError("load_backbone=True needs checkpoint_path, the checkpoint to take the backbone from")
-
-    checkpoint, source = None, None
-    if pretrained_weights is not None:
-        source_classes = pretrained_weights_entry(name, pretrained_weights).num_classes or num_classes
-        if checkpoint_num_classes is not None and checkpoint_num_classes != source_classes:
-            raise ValueError(f"checkpoint_num_classes={checkpoint_num_classes} but the {pretrained_weights!r} weights "
-                             f"of {name} predict {source_classes} classes")
-        path = fetch_pretrained_weights(name, pretrained_weights, verify=verify_checkpoint_file)
-        checkpoint, source = read_ckpt_state_dict(path), f"{name} {pretrained_weights} weights ({path})"
-    elif checkpoint_path is not None:
-        checkpoint, source = read_ckpt_state_dict(checkpoint_path), str(checkpoint_path)
-        source_classes = _checkpoint_classes(_weights_of(checkpoint, source), checkpoint_num_classes, source)
-        source_classes = source_classes or num_classes
-    else:
-        source_classes = checkpoint_num_classes or num_classes
-    if source_classes is None:
-        raise ValueError(f"{name}: pass num_classes (or checkpoint_path / pretrained_weights to take it from)")
+    checkpoint, source, source_classes = _open_weights(name, checkpoint_path, pretrained_weights,
+                                                       checkpoint_num_classes, num_classes)
     target_classes = num_classes or source_classes
 
     net = get_model(name, num_classes=source_classes, **arch)
     loaded = []
-    if checkpoint is not None:
-        if load_backbone:
-            try:
-                load_checkpoint_to_model(net, checkpoint_path, load_backbone=True, strict=strict,
-                                         load_weights_only=True, load_ema_as_net="ema_net" in checkpoint)
-            except RuntimeError as error:
-                raise ValueError(f"cannot load the backbone of {source} into {name}: "
-                                 f"{str(error).splitlines()[0]}") from error
-            loaded = _backbone_keys(net)
-        else:
-            loaded = _load_weights(net, name, _weights_of(checkpoint, source), strict, source, source_classes)
+    if load_backbone:
+        loaded = _load_backbone(net, name, checkpoint_path, checkpoint, source, strict)
+    elif checkpoint is not None:
+        loaded = _load_weights(net, name, _weights_of(checkpoint, source), strict, source, source_classes)
     reinitialised = _replace_head(net, target_classes) if target_classes != source_classes else []
     if not reinitialised:
         _restore_processing_params(net, checkpoint, pretrained_weights)
     if checkpoint is not None:
         _report(name, net, source, "ema_net" in checkpoint, loaded, reinitialised, target_classes)
     return net
+
+
+def _arch_and_classes(arch_params, num_classes) -> tuple[dict, int | None]:
+    """The architecture overrides and num_classes (SuperGradients' deprecated ``arch_params["num_classes"]`` too)."""
+    if arch_params is not None and not isinstance(arch_params, Mapping):
+        raise TypeError(f"arch_params must be a mapping of architecture settings, got {arch_params!r}")
+    arch = dict(arch_params or {})
+    if "num_classes" in arch:
+        warnings.warn("num_classes in arch_params is deprecated; pass num_classes to get()", DeprecationWarning,
+                      stacklevel=3)
+        legacy = arch.pop("num_classes")
+        num_classes = legacy if num_classes is None else num_classes
+    return arch, _positive_or_none("num_classes", num_classes)
+
+
+def _open_weights(name: str, checkpoint_path, pretrained_weights, declared: int | None, num_classes: int | None):
+    """(checkpoint dict or None, its description, the class count to build the model with)."""
+    if pretrained_weights is not None:
+        classes = pretrained_weights_entry(name, pretrained_weights).num_classes or num_classes
+        if declared is not None and declared != classes:
+            raise ValueError(f"checkpoint_num_classes={declared} but the {pretrained_weights!r} weights of {name} "
+                             f"predict {classes} classes")
+        path = fetch_pretrained_weights(name, pretrained_weights, verify=verify_checkpoint_file)
+        checkpoint, source = read_ckpt_state_dict(path), f"{name} {pretrained_weights} weights ({path})"
+    elif checkpoint_path is not None:
+        checkpoint, source = read_ckpt_state_dict(checkpoint_path), str(checkpoint_path)
+        classes = _checkpoint_classes(_weights_of(checkpoint, source), declared, source) or num_classes
+    else:
+        checkpoint, source, classes = None, None, declared or num_classes
+    if classes is None:
+        raise ValueError(f"{name}: pass num_classes (or checkpoint_path / pretrained_weights to take it from)")
+    return checkpoint, source, classes
 
 
 def resolve_model_name(model_name, known: list[str]) -> str:
@@ -129,14 +133,6 @@ def unknown_model_error(model_name: str, known: list[str]) -> ValueError:
     hint = f"did you mean {close[0]!r}? " if close else ""
     note = " (pretrained weights are registered for it, but this version has no such architecture yet)" if pending else ""
     return ValueError(f"unknown model {model_name!r}{note}; {hint}known models: {', '.join(known)}")
-
-
-def _arch_overrides(arch_params) -> dict:
-    if arch_params is None:
-        return {}
-    if not isinstance(arch_params, Mapping):
-        raise TypeError(f"arch_params must be a mapping of architecture settings, got {arch_params!r}")
-    return dict(arch_params)
 
 
 def _positive_or_none(name: str, value):
@@ -214,6 +210,16 @@ def _architectures_fitting(weights: Mapping, num_classes: int) -> list[str]:
         if model_shapes in (shapes, adapted):
             fitting.append(candidate)
     return fitting
+
+
+def _load_backbone(net: nn.Module, name: str, path, checkpoint: Mapping, source: str, strict) -> list[str]:
+    """Load the backbone part of the checkpoint at ``path`` into ``net``'s backbone; returns the keys loaded."""
+    try:
+        load_checkpoint_to_model(net, path, load_backbone=True, strict=strict, load_weights_only=True,
+                                 load_ema_as_net="ema_net" in checkpoint)
+    except RuntimeError as error:
+        raise ValueError(f"cannot load the backbone of {source} into {name}: {str(error).splitlines()[0]}") from error
+    return _backbone_keys(net)
 
 
 def _backbone_keys(net: nn.Module) -> list[str]:
