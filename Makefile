@@ -13,6 +13,7 @@ $(VENV)/.installed: $(PY) pyproject.toml
 
 $(VENV)/.installed-test: $(PY) pyproject.toml
 	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q --no-deps "libreyolo>=1.6"
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed

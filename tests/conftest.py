@@ -5,6 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
+# weights_server: a local HTTP server and an empty weights cache for download tests (fixtures).
+pytest_plugins = ["weights_server"]
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"
 SG_MODELS_DIR = SHARED_DIR / "fixtures" / "sg_models"

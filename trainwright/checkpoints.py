@@ -1,5 +1,5 @@
-"""Read checkpoints safely (path or URL), load them into models under a chosen strictness, and fetch
-pretrained weights from a hash-checked registry.
+"""Read checkpoints safely (path or URL), load them into models under a chosen strictness, and load the
+pretrained weights of the registry (`trainwright.nn.hub`: downloads, the hash-checked cache, the entries).
 
 A checkpoint is a dict with the model weights under ``net`` (and optionally ``ema_net``,
 ``optimizer_state_dict``, ``processing_params``, ...), the layout SuperGradients 3.x and the trainer write.
@@ -9,16 +9,13 @@ needs a full unpickle is refused unless the caller passes ``allow_unsafe_pickle=
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import pickle
 import shutil
 import tempfile
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,6 +23,16 @@ from torch import nn
 
 from trainwright.logging.files import atomic_torch_save, atomic_write
 from trainwright.nn.checkpoint_keys import EMA_NET, NET, PROCESSING_PARAMS
+from trainwright.nn.hub import (
+    PRETRAINED_WEIGHTS,
+    MissingPretrainedWeightsException,
+    PretrainedWeights,
+    download_to_file,
+    fetch_pretrained_weights,
+    fetch_url,
+    register_pretrained_weights,
+    state_dict_adapter,
+)
 from trainwright.nn.state_dict import (
     StrictLoad,
     WeightTransferReport,
@@ -56,19 +63,10 @@ __all__ = [
     "read_ckpt_state_dict",
     "register_pretrained_weights",
     "transfer_weights",
+    "verify_checkpoint_file",
 ]
 
 logger = logging.getLogger(__name__)
-
-_DOWNLOAD_TIMEOUT_S = 60.0
-
-
-class MissingPretrainedWeightsException(Exception):
-    """No pretrained weights are registered for the requested architecture and dataset."""
-
-    def __init__(self, desc: str):
-        self.desc = desc
-        super().__init__(f"Missing pretrained weights: {desc}")
 
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
@@ -86,7 +84,8 @@ class CorruptCheckpointError(ValueError):
 def read_ckpt_state_dict(ckpt_path, device: str | torch.device = "cpu", *, allow_unsafe_pickle: bool = False) -> dict:
     """Read a checkpoint from a local path or an ``http``, ``https`` or ``file`` URL onto ``device``.
 
-    URLs are downloaded once into the torch hub cache (``torch.hub.get_dir()/checkpoints``). Only plain
+    URLs are downloaded once into the weights cache (``torch.hub.get_dir()/checkpoints``, see
+    `trainwright.nn.hub.fetch_url`: verified before it is kept, hash-checked on every use). Only plain
     containers and tensors are unpickled unless ``allow_unsafe_pickle=True`` (trusted files only: a full
     unpickle executes whatever code the file names). Raises FileNotFoundError, CorruptCheckpointError or
     UnsafeCheckpointError, each naming the file.
@@ -121,15 +120,10 @@ def read_ckpt_state_dict(ckpt_path, device: str | torch.device = "cpu", *, allow
 
 
 def _local_path_of(location: str) -> Path:
-    """A local path for a path or URL, downloading http(s) URLs into the hub cache."""
+    """A local path for a path or URL, downloading http(s) URLs into the weights cache."""
     scheme = urllib.parse.urlparse(location).scheme
     if scheme in ("http", "https"):
-        name = Path(urllib.parse.urlparse(location).path).name or "checkpoint.pth"
-        url_tag = hashlib.sha256(location.encode()).hexdigest()[:8]  # two URLs with one file name stay apart
-        target = _hub_checkpoints_dir() / f"{url_tag}-{name}"
-        if not target.is_file():
-            download_checkpoint(location, target)
-        return target
+        return fetch_url(location, verify=verify_checkpoint_file)
     if scheme == "file":
         return Path(urllib.request.url2pathname(urllib.parse.urlparse(location).path))
     if len(scheme) > 1:  # one letter is a Windows drive
@@ -137,47 +131,23 @@ def _local_path_of(location: str) -> Path:
     return Path(location)
 
 
-def _hub_checkpoints_dir() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints"
+def verify_checkpoint_file(path) -> None:
+    """Raise CorruptCheckpointError unless ``path`` is a complete torch checkpoint (one needing trust counts)."""
+    try:
+        read_ckpt_state_dict(path)
+    except UnsafeCheckpointError:
+        pass  # complete; reading it is the user's explicit decision (allow_unsafe_pickle)
 
 
 def download_checkpoint(url: str, destination, sha256: str | None = None) -> Path:
-    """Download ``url`` to ``destination`` atomically; check the size announced by the server and the SHA-256.
+    """Download the checkpoint at ``url`` to ``destination`` atomically, verified before it is moved into place.
 
-    The bytes go to a temporary file beside the destination, moved into place only when complete and
-    matching; on any failure the temporary file is removed, so the destination is never a partial file.
+    Checked: the size the server announced, the size cap and deadline (`trainwright.nn.hub.DownloadLimits`),
+    the SHA-256 when given, and that the file reads as a checkpoint. On any failure nothing is left at
+    ``destination`` and `trainwright.nn.hub.DownloadError` names the URL.
     """
-    destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".part")
-    digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
-            expected_size = response.headers.get("Content-Length")
-            received = 0
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-                digest.update(chunk)
-                received += len(chunk)
-        if expected_size is not None and received != int(expected_size):
-            raise CorruptCheckpointError(f"download of {url} is truncated: {received} of {expected_size} bytes")
-        if sha256 is not None and digest.hexdigest() != sha256.lower():
-            raise CorruptCheckpointError(
-                f"download of {url} failed its hash check: SHA-256 {digest.hexdigest()}, expected {sha256.lower()}"
-            )
-        os.replace(tmp_name, destination)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return destination
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    download_to_file(url, destination, sha256=sha256, verify=verify_checkpoint_file)
+    return Path(destination)
 
 
 def copy_ckpt_to_local_folder(
@@ -289,54 +259,15 @@ def _apply_processing_params(net: nn.Module, checkpoint: Mapping, source: str) -
     setter(**params)
 
 
-@dataclass(frozen=True)
-class PretrainedWeights:
-    """Where a set of pretrained weights is downloaded from and its SHA-256 (hex)."""
-
-    url: str
-    sha256: str
-
-
-# (architecture, dataset) -> PretrainedWeights; add entries with register_pretrained_weights().
-PRETRAINED_WEIGHTS: dict[tuple[str, str], PretrainedWeights] = {}
-
-
-def register_pretrained_weights(architecture: str, dataset: str, url: str, sha256: str, *, overwrite: bool = False):
-    """Register the weights of ``architecture`` pretrained on ``dataset`` (an http(s) or file URL + SHA-256)."""
-    sha256 = sha256.lower()
-    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-        raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}")
-    key = (architecture, dataset)
-    if key in PRETRAINED_WEIGHTS and not overwrite and PRETRAINED_WEIGHTS[key] != PretrainedWeights(url, sha256):
-        raise ValueError(f"pretrained weights {key} are already registered ({PRETRAINED_WEIGHTS[key].url}); pass overwrite=True")
-    PRETRAINED_WEIGHTS[key] = PretrainedWeights(url, sha256)
-
-
-def _fetch_pretrained(entry: PretrainedWeights) -> Path:
-    """The cached file of ``entry``, downloaded (again) unless a copy with the right hash is there."""
-    name = Path(urllib.parse.urlparse(entry.url).path).name or "weights.pth"
-    target = _hub_checkpoints_dir() / f"{entry.sha256[:12]}-{name}"
-    if target.is_file():
-        if _sha256_of(target) == entry.sha256:
-            return target
-        logger.warning("cached %s fails its hash check; downloading it again", target)
-    return download_checkpoint(entry.url, target, sha256=entry.sha256)
-
-
 def load_pretrained_weights(model: nn.Module, architecture: str, pretrained_weights: str) -> WeightTransferReport:
     """Load the registered weights of ``architecture`` pretrained on ``pretrained_weights`` (e.g. ``"coco"``).
 
-    Downloads into the torch hub cache with the SHA-256 checked. When the model differs from the one
-    trained (e.g. another number of classes), the tensors that fit load and the rest are reported.
+    Downloads once into the weights cache, SHA-256 checked on every use (pinned, or recorded at the first
+    download). When the model differs from the one trained (e.g. another number of classes), the tensors
+    that fit load and the rest are reported.
     """
-    entry = PRETRAINED_WEIGHTS.get((architecture, pretrained_weights))
-    if entry is None:
-        known = sorted(d for a, d in PRETRAINED_WEIGHTS if a == architecture)
-        raise MissingPretrainedWeightsException(
-            f"no weights {pretrained_weights!r} registered for architecture {architecture!r} "
-            f"(registered for it: {known or 'none'}); use load_pretrained_weights_local() with a file"
-        )
-    return _load_pretrained_file(model, architecture, _fetch_pretrained(entry))
+    path = fetch_pretrained_weights(architecture, pretrained_weights, verify=verify_checkpoint_file)
+    return _load_pretrained_file(model, architecture, path)
 
 
 def load_pretrained_weights_local(model: nn.Module, architecture: str, pretrained_weights) -> WeightTransferReport:
@@ -348,6 +279,9 @@ def _load_pretrained_file(model: nn.Module, architecture: str, path) -> WeightTr
     checkpoint = read_ckpt_state_dict(path)
     # EMA weights, when shipped, are the ones that were evaluated.
     weights = extract_weights(checkpoint, path, EMA_NET if EMA_NET in checkpoint else NET)
+    adapter = state_dict_adapter(architecture)  # a published layout that differs from trainwright's
+    if adapter is not None:
+        weights = adapter(weights)
     own = model.state_dict()
     missing, unexpected, shapes = state_dict_mismatch(own, weights)
     if (missing or unexpected or shapes) and set(weights) & set(own):

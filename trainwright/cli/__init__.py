@@ -64,6 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
                               "'class cx cy w h score' per line, box normalised to [0, 1] (YOLO format)")
     predict.set_defaults(handler=_run_predict)
 
+    convert = sub.add_parser(
+        "convert", help="write another project's checkpoint in trainwright's layout",
+        description="Convert IN, a checkpoint of FORMAT (yolox-official: the official Megvii YOLOX weights, "
+                    "yolox_nano/tiny/s/m/l/x.pth), into a trainwright checkpoint OUT.")
+    convert.add_argument("format", choices=["yolox-official"], metavar="FORMAT", help="yolox-official")
+    convert.add_argument("input", metavar="IN", help="the checkpoint to convert (only read)")
+    convert.add_argument("output", metavar="OUT", help="the trainwright checkpoint to write")
+    convert.add_argument("--arch", default=None, help="yolox_n/t/s/m/l/x (default: inferred from the weights)")
+    convert.add_argument("--overwrite", action="store_true", help="replace OUT when it exists")
+    convert.add_argument("--allow-unsafe-pickle", action="store_true",
+                         help="read IN with a full unpickle (runs code the file names: trusted files only)")
+    convert.set_defaults(handler=_run_convert)
+
     demo = sub.add_parser("demo", help="post-process a synthetic YOLOX output with our NMS next to torchvision's")
     demo.set_defaults(handler=_run_demo)
     return parser
@@ -92,6 +105,13 @@ def _run_predict(args: argparse.Namespace) -> int:
 
     return run_predict(args.checkpoint, args.sources, args.output, conf=args.conf, iou=args.iou, device=args.device,
                        save_json=args.save_json, save_txt=args.save_txt)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from trainwright.cli.convert import run_convert
+
+    return run_convert(args.format, args.input, args.output, args.arch, overwrite=args.overwrite,
+                       allow_unsafe_pickle=args.allow_unsafe_pickle)
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""Model architectures and their registry: ``get_model("yolox_s", num_classes=80)`` builds one by name."""
+"""Model architectures and their registry: ``get_model("yolox_s", num_classes=80)`` builds one by name;
+``get("yolox_s", num_classes=5, pretrained_weights="coco")`` also starts it from weights."""
 
 from collections.abc import Callable
 from functools import partial
@@ -6,6 +7,8 @@ from functools import partial
 from torch import nn
 
 from trainwright.models.detection.yolox import YoloX
+from trainwright.models.factory import get, unknown_model_error
+from trainwright.models.pretrained import register_model_adapters
 
 # name -> (constructor, architecture defaults); overrides passed to get_model replace the defaults.
 _YOLOX_ARCHS = {
@@ -33,10 +36,13 @@ def get_model(name: str, num_classes: int, **arch_overrides) -> nn.Module:
     """
     key = name.lower() if isinstance(name, str) else name
     if key not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+        raise unknown_model_error(name, list_models())
     unknown = sorted(set(arch_overrides) - _ARCH_KEYS)
     if unknown:
         raise TypeError(f"{name}: unknown architecture override(s) {unknown}; allowed: {sorted(_ARCH_KEYS)}")
     return _REGISTRY[key](num_classes=num_classes, **arch_overrides)
 
-__all__ = ["get_model", "list_models"]
+
+register_model_adapters()
+
+__all__ = ["get", "get_model", "list_models"]

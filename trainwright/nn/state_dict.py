@@ -21,6 +21,7 @@ __all__ = [
     "WeightTransferReport",
     "adapt_state_dict_to_fit_model_layer_names",
     "adaptive_load_state_dict",
+    "as_strict_load",
     "describe_mismatch",
     "extract_weights",
     "raise_informative_runtime_error",
@@ -59,6 +60,11 @@ def _as_strict(strict) -> StrictLoad:
             if strict.lower() in (mode.name.lower(), str(mode.value).lower()):
                 return mode
     raise ValueError(f"strict must be a StrictLoad, a bool or one of {[m.name.lower() for m in StrictLoad]}, got {strict!r}")
+
+
+def as_strict_load(strict) -> StrictLoad:
+    """``strict`` as a `StrictLoad`: a StrictLoad, a bool, or a mode's name or value ("on", "no_key_matching")."""
+    return _as_strict(strict)
 
 
 def _few(keys) -> str:
