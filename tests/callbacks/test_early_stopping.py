@@ -96,6 +96,6 @@ def test_training_stops_after_patience_epochs_through_the_trainer(tmp_path):
     Trainer("early", ckpt_root_dir=tmp_path, device="cpu").train(ConstantModel(), params, loader, loader)
     with open(tmp_path / "early" / "results.csv", newline="") as f:
         epochs = [row["epoch"] for row in csv.DictReader(f)]
-    # lr 0: epoch 0 sets the best, epochs 1 and 2 do not improve -> the run ends after epoch 2
-    assert epochs == ["0", "1", "2"]
+    # lr 0: epoch 1 sets the best, epochs 2 and 3 do not improve -> the run ends after epoch 3
+    assert epochs == ["1", "2", "3"]
     assert stop.should_stop and stop.wait_count == 2
