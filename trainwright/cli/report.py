@@ -160,9 +160,9 @@ class TrainingReport(ProgressReporter):
         count = int(self._valid.get(NON_FINITE_KEY, 0) or 0)
         if count > 0:
             self.non_finite.append((self._epoch + 1, count))
-            logger.warning("epoch %d: %d predicted boxes or scores are not finite (inf or NaN): the model is "
-                           "diverging; lower training_params.initial_lr or set training_params.clip_grad_norm",
-                           self._epoch + 1, count)
+            logger.warning("epoch %d: %d predicted boxes or scores are not finite (inf or NaN; NMS drops them): "
+                           "early in training, or a diverging model; if it persists, lower "
+                           "training_params.initial_lr or set training_params.clip_grad_norm", self._epoch + 1, count)
 
     # --- table -----------------------------------------------------------------------------------------------
 

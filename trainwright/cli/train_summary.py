@@ -48,8 +48,8 @@ def print_training_summary(trainer, results: dict, experiment_dir: Path, seconds
         print(_early_stop_line(_find(callbacks, EarlyStop), report.last_epoch, state.params.max_epochs))
     if report is not None and report.non_finite:
         epochs = ", ".join(f"{epoch} ({count})" for epoch, count in report.non_finite)
-        print(f"not finite (inf or NaN) predictions in the validation of epoch(s) {epochs}: the model diverged; "
-              "lower training_params.initial_lr or set training_params.clip_grad_norm")
+        print(f"not finite (inf or NaN) predictions in the validation of epoch(s) {epochs}: early in training, or "
+              "a diverging model; if it persists, lower training_params.initial_lr or set training_params.clip_grad_norm")
     if best.is_file() and not trainer.interrupted and state.valid_loader is not None:
         with OptionalOutput("per-class table"):
             table, count = per_class_validation(best, state.valid_loader, state.params.max_valid_batches, trainer.device)
