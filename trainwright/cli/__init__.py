@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from trainwright.cli.export_args import add_export_parser, add_registry_parser  # argparse only: no torch import
+
 DEBUG_ENV = "TRAINWRIGHT_DEBUG"
 
 
@@ -40,13 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
         "predict", help="draw and print a checkpoint's detections on images",
         description="Run CHECKPOINT on each IMAGE, write the images with their boxes drawn to --output and "
                     "print the detections (x1 y1 x2 y2 in pixels of the original image).")
-    predict.add_argument("checkpoint", help="a .pth file written by trainwright train")
+    predict.add_argument("checkpoint", help="a .pth file written by trainwright train, or an .onnx file written by "
+                                            "trainwright export (run with onnxruntime)")
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     predict.add_argument("--output", default="predictions", help="folder for the drawn images (default: predictions)")
     predict.add_argument("--conf", type=float, default=0.3, help="confidence threshold (default 0.3)")
     predict.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (default: the training one)")
     predict.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     predict.set_defaults(handler=_run_predict)
+
+    add_export_parser(sub)
+    add_registry_parser(sub)
 
     demo = sub.add_parser("demo", help="post-process a synthetic YOLOX output with our NMS next to torchvision's")
     demo.set_defaults(handler=_run_demo)

@@ -12,6 +12,7 @@ from trainwright.cli.inference import load_checkpoint_model, prepare_image, to_o
 from trainwright.data.coco import read_rgb_image
 from trainwright.logging import atomic_write
 from trainwright.models.detection.postprocess import YoloXPostPredictionCallback
+from trainwright.models.export.runtime import OnnxDetector, is_onnx_file
 from trainwright.visualization.detection import DetectionVisualization, undo_image_preprocessing
 
 __all__ = ["run_predict", "output_names"]
@@ -48,9 +49,14 @@ def run_predict(checkpoint: str, images: list[str], output: str = "predictions",
     missing = [p for p in images if not os.path.isfile(p)]
     if missing:
         raise FileNotFoundError(f"image file(s) not found: {', '.join(missing)}")
-    cm = load_checkpoint_model(checkpoint, device)
-    post = YoloXPostPredictionCallback(conf=conf, iou=iou if iou is not None else cm.postprocess.get("iou", 0.6),
-                                       max_predictions=cm.postprocess.get("max_predictions", 100))
+    if is_onnx_file(checkpoint):  # run by onnxruntime behind the same interface
+        cm = OnnxDetector(checkpoint, device)
+        post_prediction_callback = cm.post_prediction_callback
+    else:
+        cm = load_checkpoint_model(checkpoint, device)
+        post_prediction_callback = YoloXPostPredictionCallback
+    post = post_prediction_callback(conf=conf, iou=iou if iou is not None else cm.postprocess.get("iou", 0.6),
+                                    max_predictions=cm.postprocess.get("max_predictions", 100))
     os.makedirs(output, exist_ok=True)
     for path, name in zip(images, output_names(images)):
         image = read_rgb_image(path)
