@@ -116,12 +116,15 @@ class OnnxDetector:
         return torch.from_numpy(first).float(), torch.from_numpy(second)
 
     def post_prediction_callback(self, conf: float = 0.001, iou: float | None = None,
-                                 max_predictions: int | None = 300, nms_top_k: int | None = 1000,
+                                 max_predictions: int | None = None, nms_top_k: int | None = 1000,
                                  ) -> DetectionPostPredictionCallback:  # fmt: skip
-        """The post-processing of this file's outputs; with NMS in the graph only a higher `conf` may be applied."""
+        """The post-processing of this file's outputs; with NMS in the graph only a higher `conf` may be applied.
+
+        `iou` None: the file's (NMS inside) or the training one; `max_predictions` None: the file's, else 300.
+        """
         if not self.info.nms:
             return BoxesScoresPostPrediction(conf, self.postprocess.get("iou", 0.6) if iou is None else iou,
-                                             max_predictions, nms_top_k)
+                                             300 if max_predictions is None else max_predictions, nms_top_k)
         built = self.info.nms
         if iou is not None and abs(iou - built["iou"]) > 1e-9:
             raise ValueError(f"{self.path.name} runs NMS inside with iou {built['iou']}; iou {iou} cannot change it "
