@@ -139,8 +139,6 @@ CONTRACT = {
 
 # Names of the contract not built yet. Remove a name here when it lands in trainwright.utils.
 PENDING = {
-    "ModelConversionCheckCallback",
-    "DeciLabUploadCallback",
     "PPYoloETrainingStageSwitchCallback",
 }
 

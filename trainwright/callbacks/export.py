@@ -37,7 +37,7 @@ class ModelConversionCheckCallback(PhaseCallback):
 
     Args:
         model_name: names the model in messages (letters, digits, '.', '_', '-').
-        input_dimensions: (C, H, W) of one input ((H, W) takes the model's in_channels, default 3).
+        input_dimensions: the shape of one input, e.g. (C, H, W); the random input is [primary_batch_size, *dims].
         primary_batch_size: batch size of the random input.
         kwargs: opset_version=11, do_constant_folding=True, dynamic_axes={"input": {0: "batch_size"}, "output":
             {0: "batch_size"}}, input_names=["input"], output_names=["output"], rtol=1e-03, atol=1e-05
@@ -51,8 +51,8 @@ class ModelConversionCheckCallback(PhaseCallback):
             raise TypeError(f"ModelConversionCheckCallback: unknown argument(s) {unknown}; known: {sorted(_DEFAULTS)}")
         self.model_name = check_name("model_name", model_name)
         dims = tuple(input_dimensions)
-        if len(dims) not in (2, 3) or not all(isinstance(d, int) and d > 0 for d in dims):
-            raise ValueError(f"input_dimensions must be (C, H, W) or (H, W) positive integers, got {input_dimensions!r}")
+        if not dims or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
+            raise ValueError(f"input_dimensions must be positive integers such as (C, H, W), got {input_dimensions!r}")
         self.input_dimensions = dims
         if isinstance(primary_batch_size, bool) or not isinstance(primary_batch_size, int) or primary_batch_size < 1:
             raise ValueError(f"primary_batch_size must be a positive integer, got {primary_batch_size!r}")
@@ -71,9 +71,7 @@ class ModelConversionCheckCallback(PhaseCallback):
         model = copy.deepcopy(net).cpu().eval()
         if hasattr(model, "prep_model_for_conversion"):
             model.prep_model_for_conversion(input_size=self.input_dimensions[-2:])
-        dims = self.input_dimensions if len(self.input_dimensions) == 3 else \
-            (int(getattr(model, "in_channels", 3)), *self.input_dimensions)
-        x = torch.randn(self.primary_batch_size, *dims, generator=torch.Generator().manual_seed(0))
+        x = torch.randn(self.primary_batch_size, *self.input_dimensions, generator=torch.Generator().manual_seed(0))
         try:
             expected = torch_outputs(model, x)
             with tempfile.TemporaryDirectory(prefix=f"{self.model_name}_conversion_") as tmp:
@@ -93,6 +91,7 @@ class ModelConversionCheckCallback(PhaseCallback):
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module="torch.onnx")
             torch.onnx.export(model, (x,), path, dynamo=False, opset_version=self.opset_version,
                               do_constant_folding=self.do_constant_folding, input_names=self.input_names,
                               output_names=self.output_names, dynamic_axes=self.dynamic_axes)

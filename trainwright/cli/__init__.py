@@ -93,8 +93,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     from trainwright.config import UnusedConfigParamException
 
-    # pickle.UnpicklingError: a checkpoint refused by the weights-only reader (trainwright.checkpoints).
-    return (UnusedConfigParamException, OSError, ValueError, TypeError, KeyError, pickle.UnpicklingError)
+    # pickle.UnpicklingError: a checkpoint refused by the weights-only reader (trainwright.checkpoints);
+    # ImportError: an optional extra (export, simplify, mlflow) that is not installed.
+    return (UnusedConfigParamException, OSError, ValueError, TypeError, KeyError, pickle.UnpicklingError, ImportError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,7 +80,7 @@ def _simplify(model_proto):
     try:
         import onnxsim
     except ImportError:
-        raise ImportError("simplify needs onnxslim or onnxsim; pip install onnxslim (or trainwright[export-simplify])") \
+        raise ImportError("simplify needs onnxslim or onnxsim; pip install 'trainwright[simplify]' (onnxslim)") \
             from None
     simplified, ok = onnxsim.simplify(model_proto)
     if not ok:
