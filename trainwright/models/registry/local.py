@@ -173,8 +173,11 @@ def copy_version_files(source: Path, card: Mapping, destination: Path, overwrite
     for file_name in names:
         fd, tmp = tempfile.mkstemp(prefix=f".{file_name}.", dir=destination)
         os.close(fd)
-        shutil.copyfile(source / file_name, tmp)
-        os.replace(tmp, destination / file_name)
+        try:
+            shutil.copyfile(source / file_name, tmp)
+            os.replace(tmp, destination / file_name)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
     return destination
 
 
