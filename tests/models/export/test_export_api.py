@@ -83,6 +83,7 @@ def test_bad_arguments_are_named(model, tmp_path, kwargs, error, named):
     assert named in str(info.value) and not list(tmp_path.iterdir())
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's note on its TorchScript-based exporter
 def test_a_file_without_our_metadata_is_named(tmp_path):
     plain = tmp_path / "plain.onnx"
     torch.onnx.export(torch.nn.Identity(), (torch.zeros(1, 3),), str(plain), dynamo=False)
