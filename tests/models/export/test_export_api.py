@@ -91,3 +91,22 @@ def test_a_file_without_our_metadata_is_named(tmp_path):
         OnnxDetector(plain)
     with pytest.raises(FileNotFoundError, match="ONNX file not found"):
         OnnxDetector(tmp_path / "missing.onnx")
+
+
+def test_static_int8_keeps_the_decoding_float_and_the_scores_alive(model, tmp_path):
+    from trainwright.models.export.optimize import nodes_after_last_conv, quantize_int8
+
+    path = export_onnx(model, tmp_path / "m.onnx", dynamic_batch=True)
+    graph = onnx.load(str(path)).graph
+    excluded = set(nodes_after_last_conv(path))
+    kinds = {node.op_type for node in graph.node if node.name in excluded}
+    assert "Exp" in kinds and "Conv" not in kinds  # the box decoding, not the network
+    calibration = [torch.rand(4, 3, *SIZE, generator=torch.Generator().manual_seed(i)) * 255 for i in range(2)]
+    int8 = quantize_int8(path, tmp_path / "int8.onnx", "static", calibration)
+    assert {n.op_type for n in onnx.load(str(int8)).graph.node} >= {"QuantizeLinear", "DequantizeLinear"}
+    x = calibration[0]
+    float_scores = OnnxDetector(path).model(x)[1]
+    int8_scores = OnnxDetector(int8).model(x)[1]
+    # a random network quantises coarsely; what must hold is that scores stay scores (not rounded to a few levels)
+    assert int8_scores.std() > 0.05 and len(int8_scores.unique()) > 100
+    assert torch.corrcoef(torch.stack([float_scores.flatten(), int8_scores.flatten()]))[0, 1] > 0.5

@@ -49,6 +49,22 @@ def optimize_graph(source: str | os.PathLike, target: str | os.PathLike) -> Path
     return target
 
 
+def nodes_after_last_conv(path: str | os.PathLike) -> list[str]:
+    """Names of the nodes of an ONNX graph from which no Conv can be reached: the decoding after the network."""
+    onnx = require("onnx")
+    nodes = onnx.load(os.fspath(path)).graph.node
+    producer = {output: node for node in nodes for output in node.output}
+    feeds_conv = set()
+    stack = [node for node in nodes if node.op_type == "Conv"]
+    while stack:
+        node = stack.pop()
+        if node.name in feeds_conv:
+            continue
+        feeds_conv.add(node.name)
+        stack += [producer[i] for i in node.input if i in producer]
+    return [node.name for node in nodes if node.name not in feeds_conv]
+
+
 class _CalibrationReader:
     """Feeds calibration batches [b, 3, H, W] to onnxruntime's static quantiser."""
 
@@ -79,10 +95,13 @@ def quantize_int8(source: str | os.PathLike, target: str | os.PathLike, mode: st
         if mode == "dynamic":
             quantization.quantize_dynamic(prepared, quantized, weight_type=quantization.QuantType.QUInt8)
         else:
+            # The network is quantised, the decoding after its last convolutions stays float: it concatenates
+            # pixels with scores in (0, 1), and one 8-bit scale over both would round every score away.
             quantization.quantize_static(prepared, quantized, _CalibrationReader(calibration),
                                          quant_format=quantization.QuantFormat.QDQ,
                                          activation_type=quantization.QuantType.QUInt8,
-                                         weight_type=quantization.QuantType.QInt8)
+                                         weight_type=quantization.QuantType.QInt8, per_channel=True,
+                                         nodes_to_exclude=nodes_after_last_conv(prepared))
         os.replace(quantized, target)
     return target
 
