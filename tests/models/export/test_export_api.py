@@ -110,3 +110,16 @@ def test_static_int8_keeps_the_decoding_float_and_the_scores_alive(model, tmp_pa
     # a random network quantises coarsely; what must hold is that scores stay scores (not rounded to a few levels)
     assert int8_scores.std() > 0.05 and len(int8_scores.unique()) > 100
     assert torch.corrcoef(torch.stack([float_scores.flatten(), int8_scores.flatten()]))[0, 1] > 0.5
+
+
+def test_comparison_accepts_equal_infinities_and_catches_the_rest():
+    import numpy as np
+
+    from trainwright.models.export import compare_outputs
+
+    inf = np.inf
+    assert compare_outputs([np.array([-inf, 100.0, 0.5])], [np.array([-inf, 100.001, 0.5])], 1e-4, 1e-4,
+                           relative_to="output") < 2e-3
+    for got in ([inf, 100.0, 0.5], [-inf, 100.0, np.nan], [-inf, 101.0, 0.5]):
+        with pytest.raises(OnnxMismatchError):
+            compare_outputs([np.array(got)], [np.array([-inf, 100.0, 0.5])], 1e-4, 1e-4, relative_to="output")

@@ -108,11 +108,14 @@ def compare_outputs(onnx_outputs, torch_outputs, rtol: float, atol: float, names
         got = np.asarray(got, np.float32)
         if got.shape != want.shape:
             raise OnnxMismatchError(f"{name}: ONNX shape {got.shape} differs from PyTorch shape {want.shape}")
-        diff = np.abs(got - want)
-        if diff.size:
-            worst = max(worst, float(np.nanmax(diff)))
-            scale = np.abs(want) if relative_to == "element" else np.nanmax(np.abs(want))
-            bad = ~(diff <= atol + rtol * scale)  # NaN on either side counts as a mismatch
+        if got.size:
+            same = (got == want) | (np.isnan(got) & np.isnan(want))  # equal infinities and NaNs agree
+            with np.errstate(invalid="ignore"):
+                diff = np.where(same, 0.0, np.abs(got - want))
+            finite = np.abs(want[np.isfinite(want)])
+            scale = np.abs(want) if relative_to == "element" else (finite.max() if finite.size else 0.0)
+            bad = ~(diff <= atol + rtol * scale)  # any other NaN or infinity counts as a mismatch
+            worst = max(worst, float(np.nanmax(np.where(np.isfinite(diff), diff, 0.0))))
             if bad.any():
                 at = tuple(int(v) for v in np.argwhere(bad)[0])
                 raise OnnxMismatchError(f"{name}: ONNX Runtime and PyTorch differ at {at}: {got[at]!r} vs "
