@@ -175,8 +175,6 @@ ALL_NAMES = {**CONTRACT, **SG_COMPAT}
 
 # Names of the contract not built yet. Remove a name here when it lands in trainwright.utils.
 PENDING = {
-    "ModelConversionCheckCallback",
-    "DeciLabUploadCallback",
     "PPYoloETrainingStageSwitchCallback",
 }
 

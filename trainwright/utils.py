@@ -103,6 +103,10 @@ from trainwright.callbacks.segmentation_visualization import BinarySegmentationV
 # --- callbacks: results ---------------------------------------------------------------------------
 from trainwright.callbacks.results import RoboflowResultCallback
 
+# --- callbacks: export and upload -----------------------------------------------------------------
+from trainwright.callbacks.export import ModelConversionCheckCallback
+from trainwright.callbacks.upload import DeciLabUploadCallback
+
 # --- models ---------------------------------------------------------------------------------------
 from trainwright.models.detection.anchors import Anchors
 from trainwright.models.detection.postprocess import DetectionPostPredictionCallback
