@@ -141,7 +141,6 @@ CONTRACT = {
 PENDING = {
     "ModelConversionCheckCallback",
     "DeciLabUploadCallback",
-    "PPYoloETrainingStageSwitchCallback",
 }
 
 BUILT = sorted(set(CONTRACT) - PENDING)

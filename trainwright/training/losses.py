@@ -17,6 +17,7 @@ LOSSES: dict[str, Callable[..., nn.Module] | str] = {
     "l1": nn.L1Loss,
     "bce_with_logits": nn.BCEWithLogitsLoss,
     "yolox_loss": "trainwright.models.detection.yolox_loss:YoloXDetectionLoss",
+    "ppyoloe_loss": "trainwright.models.detection.ppyoloe_loss:PPYoloELoss",
 }
 
 
