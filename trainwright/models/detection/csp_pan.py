@@ -19,15 +19,22 @@ BASE_BLOCKS = 3
 
 
 class SPP(nn.Module):
-    """conv(cat[x, maxpool5(x), maxpool9(x), maxpool13(x)]) (stride 1): [B, C, H, W] -> [B, Cout, H, W]."""
+    """conv(cat[x, maxpool5(x), maxpool9(x), maxpool13(x)]) (stride 1): [B, C, H, W] -> [B, Cout, H, W].
 
-    def __init__(self, in_channels: int, out_channels: int, pool_sizes: Sequence[int] = (5, 9, 13)):
+    A stride-1 max-pool of size 9 is two of size 5 in a row and one of size 13 is three (windows clipped at
+    the border alike), so the pools are computed as a chain of 5 x 5 pools: the same values, 3.7x fewer
+    comparisons.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
-        self.pool = nn.ModuleList(nn.MaxPool2d(k, stride=1, padding=k // 2) for k in pool_sizes)
-        self.conv = ConvBNAct(in_channels * (len(pool_sizes) + 1), out_channels, 1)
+        self.pool = nn.MaxPool2d(5, stride=1, padding=2)
+        self.conv = ConvBNAct(in_channels * 4, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(torch.cat([x, *(pool(x) for pool in self.pool)], dim=1))
+        pool5 = self.pool(x)
+        pool9 = self.pool(pool5)
+        return self.conv(torch.cat([x, pool5, pool9, self.pool(pool9)], dim=1))
 
 
 class CSPStage(nn.Module):

@@ -21,7 +21,8 @@ class ConvBNAct(nn.Module):
         self.seq.add_module("conv", nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2,
                                               bias=False))
         self.seq.add_module("bn", nn.BatchNorm2d(out_channels))
-        self.seq.add_module("act", nn.SiLU(inplace=True))
+        # Not in place: SiLU's backward needs its input, so an in-place SiLU would first copy it anyway.
+        self.seq.add_module("act", nn.SiLU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.seq(x)
@@ -52,7 +53,7 @@ class RepVggBlock(nn.Module):
         super().__init__()
         self.branch_3x3 = _conv_bn(channels, 3)
         self.branch_1x1 = _conv_bn(channels, 1)
-        self.act = nn.SiLU(inplace=True)
+        self.act = nn.SiLU()
         self.rbr_reparam: nn.Conv2d | None = None
 
     @property

@@ -103,9 +103,9 @@ class PPYoloEHead(nn.Module):
         class_logits, box_logits = [], []
         for i, feat in enumerate(features):
             avg_feat = F.adaptive_avg_pool2d(feat, 1)
-            class_logits.append(self.pred_cls[i](self.stem_cls[i](feat, avg_feat) + feat).flatten(2))
-            box_logits.append(self.pred_reg[i](self.stem_reg[i](feat, avg_feat)).flatten(2))
-        return torch.cat(class_logits, dim=2).transpose(1, 2), torch.cat(box_logits, dim=2).transpose(1, 2)
+            class_logits.append(self.pred_cls[i](self.stem_cls[i](feat, avg_feat) + feat).flatten(2).transpose(1, 2))
+            box_logits.append(self.pred_reg[i](self.stem_reg[i](feat, avg_feat)).flatten(2).transpose(1, 2))
+        return torch.cat(class_logits, dim=1), torch.cat(box_logits, dim=1)  # contiguous [B, N, *]
 
     def expected_distances(self, box_logits: torch.Tensor) -> torch.Tensor:
         """Box-bin logits [B, N, 4 * (reg_max + 1)] -> expected distance per side [B, N, 4], in strides."""

@@ -143,13 +143,13 @@ class PPYoloELoss(nn.Module):
 
     def _classification_loss(self, logits, positives, fg_score, ignore) -> torch.Tensor:
         """Varifocal (or focal) loss summed over anchors and classes; positives index (image, anchor, class)."""
-        target = logits.new_zeros(logits.shape).index_put(positives, fg_score)
+        target = logits.new_zeros(logits.shape).index_put_(positives, fg_score)
         probs = logits.sigmoid()
         if self.use_varifocal_loss:
             weight = VARIFOCAL_ALPHA * probs.pow(FOCAL_GAMMA)
             if ignore is not None:
-                weight = weight.masked_fill(ignore, 0.0)
-            weight = weight.index_put(positives, fg_score)
+                weight.masked_fill_(ignore, 0.0)
+            weight.index_put_(positives, fg_score)
         else:
             weight = (probs - target).abs().pow(FOCAL_GAMMA)
             if self.use_static_assigner:  # the reference balances classes with alpha 0.25 only in the ATSS stage
