@@ -6,7 +6,8 @@ PP-YOLOE as in the reference recipe, SGD for YOLOX). The PP-YOLOE step runs in t
 long one); the time spent in the assignment is reported as a share of the step. Both PP-YOLOE models start
 from the same weights (LibreYOLO's layout is the reference's, as is ours), so both assign on the same
 predictions; the assignments of both stages (ATSS and task-aligned) are then timed alone, in turns, and their
-foreground masks compared. Times are the best of the repeats, steps interleaved between the runners.
+foreground masks compared. Times are the best of the repeats, steps taken in turns (the order reversed every
+round).
 
     python benchmarks/ppyoloe.py            # 320 and 640, batch 8 (several minutes on 2 cores)
     python benchmarks/ppyoloe.py --quick    # 320, batch 2, one repeat
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="320 only, batch 2, one repeat")
     args = parser.parse_args(argv)
     torch.set_flush_denormal(True)
-    sizes, batch, repeats = ((320,), 2, 1) if args.quick else ((320, 640), 8, 2)
+    sizes, batch, repeats = ((320,), 2, 1) if args.quick else ((320, 640), 8, 4)
     libre = load_libreyolo()
     print(f"batch {batch}, {BOXES_PER_IMAGE} boxes/image, {NUM_CLASSES} classes, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, best of {repeats}"
@@ -175,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         for runner in runners.values():  # warm-up: allocations, caches, first-call costs
             runner.step()
             runner.best = (float("inf"), 0.0)
-        for _ in range(repeats):
-            for runner in runners.values():
+        for repeat in range(repeats):  # in turns, the order reversed every round so no runner always goes first
+            for runner in list(runners.values())[:: 1 if repeat % 2 == 0 else -1]:
                 runner.step()
         peer = runners.get("ppyoloe_s (LibreYOLO)")
         for name, runner in runners.items():
