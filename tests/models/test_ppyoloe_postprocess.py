@@ -73,6 +73,8 @@ def test_on_the_output_of_a_model():
         for conv in model.head.pred_cls:
             conv.weight.normal_(0, 0.05)  # scores that vary over anchors
         output = model(torch.rand(2, 3, 96, 96) * 255)
+    callback = model.get_post_prediction_callback(conf=0.005, iou=0.7)
+    assert (callback.score_threshold, callback.nms_threshold, callback.nms_top_k) == (0.005, 0.7, 1000)
     results = PPYoloEPostPredictionCallback(score_threshold=0.005, max_predictions=7)(output)
     (boxes, scores), _ = output
     for image, rows in enumerate(results):

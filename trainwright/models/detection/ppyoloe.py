@@ -12,6 +12,7 @@ from trainwright.models.detection.csp_pan import CustomCSPPAN
 from trainwright.models.detection.csp_resnet import CSPResNetBackbone
 from trainwright.models.detection.ppyoloe_blocks import RepVggBlock
 from trainwright.models.detection.ppyoloe_head import AnchorGrid, PPYoloEHead, make_anchor_grid
+from trainwright.models.detection.ppyoloe_postprocess import PPYoloEPostPredictionCallback
 
 STRIDES = (32, 16, 8)
 _GRID_CACHE_SIZE = 16
@@ -64,6 +65,12 @@ class PPYoloE(nn.Module):
     def get_processing_params(self) -> dict[str, Any]:
         """A copy of the stored dataset processing parameters (empty dict when none were set)."""
         return deepcopy(self._processing_params)
+
+    @staticmethod
+    def get_post_prediction_callback(conf: float, iou: float) -> PPYoloEPostPredictionCallback:
+        """The post-processing of this family: score threshold ``conf``, NMS IoU ``iou``, top 1000, at most 300."""
+        return PPYoloEPostPredictionCallback(score_threshold=conf, nms_threshold=iou, nms_top_k=1000,
+                                             max_predictions=300)
 
     def fuse(self) -> PPYoloE:
         """Fold every RepVGG block into one 3x3 conv (deployment): same eval outputs, fewer convolutions.
