@@ -95,6 +95,7 @@ from trainwright.callbacks.testing import PhaseContextTestCallback, TestLRCallba
 
 # --- callbacks: stage switch ----------------------------------------------------------------------
 from trainwright.callbacks.stage_switch import TrainingStageSwitchCallbackBase, YoloXTrainingStageSwitchCallback
+from trainwright.callbacks.ppyoloe_stage_switch import PPYoloETrainingStageSwitchCallback
 
 # --- callbacks: visualisation ---------------------------------------------------------------------
 from trainwright.callbacks.visualization import DetectionVisualizationCallback
