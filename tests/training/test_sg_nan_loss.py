@@ -6,7 +6,7 @@ import torch
 from trainer_helpers import base_params, tiny_model
 
 from trainwright import Trainer
-from trainwright.callbacks.base import Phase
+from trainwright.callbacks.base import Callback, Phase
 from trainwright.utils import EarlyStop
 
 
@@ -67,3 +67,24 @@ def test_a_validation_monitor_keeps_training_past_nan_batches(tmp_path, loaders)
     trainer.train(tiny_model(), base_params(max_epochs=3, loss=NaNOnBatch({2}), phase_callbacks=[stop]), *loaders)
     assert trainer.state.epochs_done == 3  # the validation loss stays finite: nothing asks to stop
     assert torch.isfinite(weights(trainer.net)).all()
+
+
+
+def test_with_accumulation_a_window_ending_on_a_nan_batch_ends_without_a_step(tmp_path, loaders):
+    snapshots, gradients_left = [], []
+
+    class Parameters(Callback):
+        def on_train_batch_end(self, context):
+            snapshots.append(torch.cat([p.detach().flatten().clone() for p in context.net.parameters()]))
+            gradients_left.append(any(p.grad is not None for p in context.net.parameters()))
+
+    model = tiny_model()
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    stop = EarlyStop(Phase.TRAIN_EPOCH_END, monitor="NaNOnBatch", check_finite=True)
+    params = base_params(max_epochs=1, batch_accumulate=2, loss=NaNOnBatch({1}), phase_callbacks=[stop, Parameters()])
+    Trainer("accumulate", ckpt_root_dir=tmp_path, device="cpu").train(model, params, *loaders)
+    # batches 0 and 1 form the first window and batch 1 is NaN: no step; the next window (2, 3) steps
+    assert torch.equal(snapshots[0], before) and torch.equal(snapshots[1], before)
+    assert torch.equal(snapshots[2], before) and not torch.equal(snapshots[3], before)
+    assert torch.isfinite(snapshots[3]).all()
+    assert gradients_left == [True, False, True, False]  # batch 0's gradients were dropped with its window

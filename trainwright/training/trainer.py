@@ -161,11 +161,14 @@ class Trainer:
         if len(state.train_metrics):
             state.train_metrics.update(batch.preds, batch.target, batch.inputs, batch.extras)
         callbacks.on_train_batch_loss_end(context)
-        if batch.loss is not None:  # None: NaNGuard skips a non-finite loss that a callback handles
+        boundary = state.global_step % state.params.batch_accumulate == 0
+        if batch.loss is not None:
             state.scaler.scale(batch.loss).backward()
             callbacks.on_train_batch_backward_end(context)
-            if state.global_step % state.params.batch_accumulate == 0:
+            if boundary:
                 self._optimizer_step()
+        elif boundary:  # NaNGuard skipped a non-finite loss a callback handles: this window ends without a step
+            state.optimizer.zero_grad(set_to_none=True)
         callbacks.on_train_batch_end(context)
 
     def _optimizer_step(self) -> None:
