@@ -159,6 +159,10 @@ SG_COMPAT = {
     "YoloXFastDetectionLoss": [("strides", REQUIRED), ("num_classes", REQUIRED), ("use_l1", False),
                                ("center_sampling_radius", 2.5), ("iou_type", "iou"), ("dynamic_ks_bias", 1.1),
                                ("sync_num_fgs", False), ("obj_loss_fix", False)],
+    # super_gradients.training.datasets.datasets_utils (pre_prediction_callback for multi-scale training)
+    "MultiscalePrePredictionCallback": [("multiscale_range", 5), ("image_size_steps", 32), ("change_frequency", 10)],
+    "DetectionMultiscalePrePredictionCallback": [("multiscale_range", 5), ("image_size_steps", 32),
+                                                 ("change_frequency", 10)],
 }
 
 # name -> methods SG code calls on it (each: method name, leading parameters after self as above).
@@ -168,6 +172,10 @@ SG_METHODS = {
     "IouThreshold": [("is_range", []), ("to_tensor", [])],
     "AverageMeter": [("update", [("value", REQUIRED), ("batch_size", REQUIRED)])],
     "Timer": [("start", []), ("stop", [])],
+    "MultiscalePrePredictionCallback": [("__call__", [("inputs", REQUIRED), ("targets", REQUIRED),
+                                                      ("batch_idx", REQUIRED)])],
+    "DetectionMultiscalePrePredictionCallback": [("__call__", [("inputs", REQUIRED), ("targets", REQUIRED),
+                                                               ("batch_idx", REQUIRED)])],
 }
 
 ALL_NAMES = {**CONTRACT, **SG_COMPAT}

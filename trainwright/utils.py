@@ -136,6 +136,7 @@ from trainwright.visualization.detection import DetectionVisualization, undo_ima
 
 # --- SuperGradients 3.1 compatibility: the other names its code imports ----------------------------------
 from trainwright.callbacks.early_stopping import EarlyStop
+from trainwright.callbacks.multiscale import DetectionMultiscalePrePredictionCallback, MultiscalePrePredictionCallback
 from trainwright.config import AccessCounterDict, AccessCounterHpmStruct
 from trainwright.nn.param_lookup import get_param, recursive_override
 from trainwright.logging.meters import AverageMeter, Timer
