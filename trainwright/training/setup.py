@@ -17,7 +17,7 @@ from trainwright.logging import NullSGLogger, build_sg_logger
 from trainwright.training.ema import ModelEMA
 from trainwright.training.losses import build_loss
 from trainwright.training.metric_set import MetricSet
-from trainwright.training.optim import build_optimizer
+from trainwright.training.optim import build_optimizer, optimizer_params_with_defaults
 from trainwright.training.state import TrainState
 
 __all__ = ["build_train_state", "open_sg_logger"]
@@ -54,8 +54,10 @@ def build_train_state(model: nn.Module, params: HpmStruct, train_loader, valid_l
     criterion = build_loss(params.loss, params.criterion_params)
     if isinstance(criterion, nn.Module):
         criterion.to(device)
+    # The options the optimizer gets, the reference's defaults included, are what the checkpoint's recipe records.
+    params.optimizer_params = optimizer_params_with_defaults(params.optimizer, params.optimizer_params)
     optimizer = build_optimizer(params.optimizer, unwrap_model(net), params.initial_lr, params.optimizer_params,
-                                params.zero_weight_decay_on_bias_and_bn)  # fmt: skip
+                                params.zero_weight_decay_on_bias_and_bn, training_params=params)  # fmt: skip
     amp = bool(params.mixed_precision)
     train_loader_len = len(train_loader)
     if params.max_train_batches is not None:

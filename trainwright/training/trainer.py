@@ -59,7 +59,8 @@ class Trainer:
         self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
         self.state: TrainState | None = None  # the last training's state, its callbacks and their context
         self.callbacks: CallbackHandler | None = None
-        self.context: StateContext | None = None
+        self.context: StateContext | None = None  # what epoch-level events see (with the run's context_methods)
+        self.batch_context: StateContext | None = None  # the same view as batch events see it (no context_methods)
         self.net: nn.Module | None = None
         self.ema_model = None
         self.valid_metrics: dict[str, float] = {}
@@ -70,6 +71,17 @@ class Trainer:
     def checkpoints_dir_path(self) -> str:
         """The reference's name of `experiment_dir`."""
         return self.experiment_dir
+
+    @property
+    def get_net(self) -> nn.Module | None:
+        """The model (the last training's, or the one given to `set_net`); a property, as in the reference."""
+        return self.net
+
+    def set_net(self, net: nn.Module) -> None:
+        """Replace the model: `get_net`, and during a run the model the loop trains and validates."""
+        self.net = net
+        if self.state is not None:
+            self.state.net = net
 
     # --- training ------------------------------------------------------------------------------------------------
 
@@ -96,6 +108,7 @@ class Trainer:
         self.state, self.net, self.ema_model = state, state.net, state.ema
         self.valid_metrics, self.interrupted = {}, False
         self.callbacks, self.context = callbacks, StateContext(state, context_methods=methods)
+        self.batch_context = self.context.batch_view()
         try:
             callbacks.on_training_start(self.context)
             for epoch in range(state.epochs_done, params.max_epochs):
@@ -118,6 +131,7 @@ class Trainer:
             try:
                 callbacks.on_training_end(self.context)
             finally:
+                self.net, self.ema_model = state.net, state.ema  # a callback may have replaced them (set_net, set_ema)
                 state.sg_logger.flush()
                 state.sg_logger.close()
         self.best_metric = state.best_metric
@@ -140,7 +154,7 @@ class Trainer:
 
     def _train_step(self, epoch: int, batch_idx: int, raw_batch) -> None:
         """Forward, loss, backward, and an optimizer step at each accumulation boundary."""
-        state, callbacks, context, batch = self.state, self.callbacks, self.context, self.state.batch
+        state, callbacks, context, batch = self.state, self.callbacks, self.batch_context, self.state.batch
         batch.index = batch_idx
         batch.inputs, batch.target, batch.extras = move_to_device(unpack_batch(raw_batch), state.device)
         state.global_step = epoch * state.train_loader_len + batch_idx + 1
@@ -152,23 +166,27 @@ class Trainer:
         if len(state.train_metrics):
             state.train_metrics.update(batch.preds, batch.target, batch.inputs, batch.extras)
         callbacks.on_train_batch_loss_end(context)
-        state.scaler.scale(batch.loss).backward()
-        callbacks.on_train_batch_backward_end(context)
-        if state.global_step % state.params.batch_accumulate == 0:
-            self._optimizer_step()
+        boundary = state.global_step % state.params.batch_accumulate == 0
+        if batch.loss is not None:
+            state.scaler.scale(batch.loss).backward()
+            callbacks.on_train_batch_backward_end(context)
+            if boundary:
+                self._optimizer_step()
+        elif boundary:  # NaNGuard skipped a non-finite loss a callback handles: this window ends without a step
+            state.optimizer.zero_grad(set_to_none=True)
         callbacks.on_train_batch_end(context)
 
     def _optimizer_step(self) -> None:
         """Clip (on unscaled gradients), step, zero the gradients."""
         state = self.state
-        self.callbacks.on_train_batch_gradient_step_start(self.context)
+        self.callbacks.on_train_batch_gradient_step_start(self.batch_context)
         if state.params.clip_grad_norm:
             state.scaler.unscale_(state.optimizer)
             torch.nn.utils.clip_grad_norm_(state.net.parameters(), state.params.clip_grad_norm)
         state.scaler.step(state.optimizer)
         state.scaler.update()
         state.optimizer.zero_grad(set_to_none=True)
-        self.callbacks.on_train_batch_gradient_step_end(self.context)
+        self.callbacks.on_train_batch_gradient_step_end(self.batch_context)
 
     def _validate(self) -> None:
         """Validate the model validation uses (the EMA when on); on improvement, fire on_validation_end_best_epoch."""
