@@ -39,6 +39,7 @@ DEFAULT_TRAINING_PARAMS: dict[str, Any] = {
     "mixed_precision": False,  # CUDA: float16 autocast + GradScaler; CPU: bfloat16 autocast
     "clip_grad_norm": None,
     "batch_accumulate": 1,  # optimizer step every N batches (gradients are summed, as in the reference)
+    "sync_bn": False,  # under torch.distributed: BatchNorm statistics over the batches of every process
     # metrics and checkpoints
     "train_metrics_list": [],
     "valid_metrics_list": [],
