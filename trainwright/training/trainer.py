@@ -226,7 +226,7 @@ class Trainer:
         """
         if use_ema_net and self.ema_model is not None and model is self.net:
             model = self.ema_model.ema
-        model = model.to(self.device)
+        model = unwrap_model(model).to(self.device)  # no DDP collectives: each process tests its own share
         criterion = build_loss(loss, criterion_params or {}) if loss is not None else None
         if isinstance(criterion, nn.Module):
             criterion.to(self.device)
