@@ -86,7 +86,7 @@ def train(tmp_path, name, callbacks, resume=False):
     train_loader = DataLoader(Squares(), batch_size=2, shuffle=True, collate_fn=collate)
     valid_loader = DataLoader(Squares(), batch_size=4, collate_fn=PPYoloECollateFN())
     metric = DetectionMetrics(2, PPYoloEPostPredictionCallback(score_threshold=0.01), normalize_targets=True)
-    trainer = Trainer(name, tmp_path, "cpu")
+    trainer = Trainer(name, "cpu", ckpt_root_dir=tmp_path)
     params = {"max_epochs": 4, "initial_lr": 2e-3, "optimizer": "AdamW", "loss": "ppyoloe_loss",
               "criterion_params": {"num_classes": 2}, "valid_metrics_list": [metric],
               "metric_to_watch": "mAP@0.50:0.95", "silent_mode": True, "resume": resume,

@@ -49,7 +49,7 @@ def test_non_finite_predictions_are_reported_and_logged(capsys):
     report.on_epoch_end(_context(2))
     report.on_training_end(_context(2))
     err = capsys.readouterr().err
-    assert "warning: epoch 3: 12 predicted boxes or scores are not finite (inf or NaN)" in err
+    assert "warning: epoch 3: 12 predicted boxes or scores are not finite (inf or NaN; NMS drops them)" in err
     assert report.non_finite == [(3, 12)]
 
 

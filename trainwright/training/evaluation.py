@@ -12,6 +12,7 @@ from torch import nn
 from trainwright.callbacks.base import Callback, PhaseContext
 from trainwright.training.batches import move_to_device, unpack_batch
 from trainwright.training.context import StateContext
+from trainwright.training.distributed_run import same_numbers
 from trainwright.training.losses import loss_item_names, split_loss_output
 from trainwright.training.metric_set import LossAverager, MetricSet
 from trainwright.training.state import LoopState
@@ -50,10 +51,11 @@ NO_EVENTS = PassEvents(_nothing, _nothing, _nothing, _nothing)
 
 def loss_results(state: LoopState, losses: LossAverager) -> dict[str, float]:
     """Name -> mean of each loss component of a pass (averaged over processes); records the names in the state."""
-    if losses.sum is None:
+    mean = losses.mean()
+    if mean is None:
         return {}
-    state.loss_names = loss_item_names(state.criterion, losses.sum.numel())
-    return losses.compute(state.loss_names)
+    state.loss_names = loss_item_names(state.criterion, mean.numel())
+    return dict(zip(state.loss_names, mean.tolist()))
 
 
 @torch.no_grad()
@@ -86,7 +88,7 @@ def evaluate(state: LoopState, model: nn.Module, loader, metrics: MetricSet, eve
                 state.losses.update(batch.loss_items, len(batch.inputs))
         metrics.update(batch.preds, batch.target, batch.inputs, batch.extras)
         events.batch_end(batch_context)
-    state.metrics_dict = results = {**loss_results(state, state.losses), **metrics.compute()}
+    state.metrics_dict = results = same_numbers({**loss_results(state, state.losses), **metrics.compute()})
     events.loader_end(context)
     model.train(was_training)
     return results

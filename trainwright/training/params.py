@@ -44,7 +44,7 @@ DEFAULT_TRAINING_PARAMS: dict[str, Any] = {
     "pre_prediction_callback": None,  # (inputs, targets, batch_idx) -> (inputs, targets) before each training forward
     "precise_bn": False,  # recompute BatchNorm statistics over many batches after each training pass
     "precise_bn_batch_size": None,  # samples for precise_bn; None: one loader batch per process
-    "sync_bn": False,  # SyncBatchNorm under DDP
+    "sync_bn": False,  # under torch.distributed: BatchNorm statistics over the batches of every process
     # metrics and checkpoints
     "train_metrics_list": [],
     "valid_metrics_list": [],

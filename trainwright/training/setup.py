@@ -12,8 +12,10 @@ import torch
 from torch import nn
 
 from trainwright.config import HpmStruct
-from trainwright.distributed import get_local_rank, is_distributed, is_main_process, unwrap_model
+from trainwright.distributed import get_rank, is_main_process, unwrap_model
 from trainwright.logging import NullSGLogger, build_sg_logger
+from trainwright.training.data_order import shard_loader
+from trainwright.training.distributed_run import wrap_model
 from trainwright.training.ema import ModelEMA
 from trainwright.training.losses import build_loss
 from trainwright.training.metric_set import MetricSet
@@ -34,23 +36,18 @@ def seed_everything(seed: int, flush_denormal: bool) -> None:
     torch.manual_seed(seed)
 
 
-def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
-    """`model` on `device`, wrapped in DistributedDataParallel when torch.distributed is initialised."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    model = model.to(device)
-    if is_distributed():
-        ids = [get_local_rank()] if device.type == "cuda" else None
-        model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    return model
-
-
 def build_train_state(model: nn.Module, params: HpmStruct, train_loader, valid_loader, *, device: torch.device,
                       experiment_name: str, experiment_dir: str, processing_params: dict | None) -> TrainState:
-    """The TrainState of a run; nothing is written yet (see `open_sg_logger`)."""
+    """The TrainState of a run; nothing is written yet (see `open_sg_logger`).
+
+    Under torch.distributed each process seeds with seed + rank, the model is wrapped in DistributedDataParallel
+    (`distributed_run.wrap_model`) and the loaders give each process its share (`data_order.shard_loader`).
+    """
     flush = params.flush_denormal if params.flush_denormal is not None else device.type == "cpu"
-    seed_everything(params.seed, flush)
-    net = prepare_model(model, device)
+    seed_everything(params.seed + get_rank(), flush)
+    net = wrap_model(model, device, sync_bn=bool(params.sync_bn))
+    train_loader = shard_loader(train_loader, params.seed, training=True, what="training loader")
+    valid_loader = shard_loader(valid_loader, params.seed, training=False, what="validation loader")
     criterion = build_loss(params.loss, params.criterion_params)
     if isinstance(criterion, nn.Module):
         criterion.to(device)
