@@ -21,6 +21,17 @@ def test_counts_rows_with_any_inf_or_nan():
     assert int(metric.compute()) == 0
 
 
+def test_boxes_and_scores_apart_are_counted_per_row():
+    """PP-YOLOE's eval output: ((boxes [B, N, 4], scores [B, N, C]), raw)."""
+    boxes, scores = torch.ones(2, 4, 4), torch.ones(2, 4, 3)
+    boxes[0, 0, 2] = float("inf")
+    scores[0, 0, 1] = float("nan")  # same row as the inf box: counted once
+    scores[1, 3, 0] = float("nan")
+    metric = NonFinitePredictions()
+    metric.update(((boxes, scores), ("raw",)), None)
+    assert int(metric.compute()) == 2 and int(metric.total) == 8
+
+
 def test_reported_under_its_name_by_the_trainer_metric_set():
     metrics = MetricSet([NonFinitePredictions()], "cpu")
     metrics.update(torch.full((1, 3, 6), float("nan")), torch.zeros(0, 6))
@@ -30,3 +41,5 @@ def test_reported_under_its_name_by_the_trainer_metric_set():
 def test_wrong_predictions_are_named():
     with pytest.raises(ValueError, match="NonFinitePredictions expects predictions"):
         NonFinitePredictions().update([None], None)
+    with pytest.raises(ValueError, match="NonFinitePredictions expects predictions"):
+        NonFinitePredictions().update(((torch.ones(1, 4, 4), torch.ones(1, 5, 3)), None), None)
