@@ -52,7 +52,8 @@ def test_train_writes_the_experiment_directory(shapes_run):
     with open(experiment / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 1 and rows[0]["epoch"] == "1"  # 1-based, as in the table
-    for column in ("lr", "mAP@0.50", "mAP@0.50:0.95", "YoloXDetectionLoss/iou", "valid/YoloXDetectionLoss/iou"):
+    for column in ("lr", "Precision@0.50", "Recall@0.50", "mAP@0.50", "mAP@0.50:0.95", "NonFinitePredictions",
+                   "YoloXDetectionLoss/iou", "valid/YoloXDetectionLoss/iou"):
         assert column in rows[0], column
     # the per-epoch table: a header with loss parts, precision, recall, both mAPs, lr and time, and one row
     header = next(line for line in out.splitlines() if line.split()[:1] == ["epoch"])

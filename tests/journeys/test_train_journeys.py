@@ -1,10 +1,12 @@
 """Training journeys through the real `trainwright train` in a subprocess, on tiny data: an untrained model
-whose boxes overflow (drawing on), a shortened coco_yolox, fine-tuning from a SuperGradients checkpoint,
-early stopping; and configuration errors that leave nothing behind (through the same entry point in this
-process: they end before any training, so a fresh interpreter per case would only add its start-up time)."""
+whose boxes overflow (drawing on), a shortened coco_yolox (refused, then trained with the suggested schedule,
+evaluated and predicted with), fine-tuning from a SuperGradients checkpoint, early stopping; and configuration
+errors that leave nothing behind (through the same entry point in this process: they end before any training,
+so a fresh interpreter per case would only add its start-up time)."""
 
 import contextlib
 import io
+import json
 import re
 from pathlib import Path
 
@@ -59,7 +61,7 @@ def test_an_untrained_model_with_overflowing_boxes_trains_draws_and_reports_them
         assert (experiment / name).is_file(), name
 
 
-def test_a_shortened_coco_yolox_is_refused_with_a_schedule_that_fits_and_that_one_decays(shapes, run, tmp_path):
+def test_a_shortened_coco_yolox_is_refused_then_trains_with_the_fix_evaluates_and_predicts(shapes, run, tmp_path):
     settings = [*coco_paths(shapes), *tiny_settings(tmp_path, "short", epochs=4), "model.pretrained_weights=null",
                 "visualization.freq=0"]
     refused = run("train", "coco_yolox", *settings)
@@ -79,6 +81,27 @@ def test_a_shortened_coco_yolox_is_refused_with_a_schedule_that_fits_and_that_on
     assert len(lrs) == 4 and lrs[0] == pytest.approx(0.0025)  # warmed up to initial_lr in epoch 1
     assert lrs[0] > lrs[1] > lrs[2]  # the cosine decay of epochs 2 and 3
     assert lrs[3] == pytest.approx(lrs[2])  # the cooldown epoch keeps the last rate
+    _evaluate_and_predict_like_the_readme(_experiment(proc) / "ckpt_best.pth", shapes, run, tmp_path)
+
+
+def _evaluate_and_predict_like_the_readme(checkpoint: Path, shapes: Path, run, tmp_path: Path) -> None:
+    """Steps 6 and 7 of the README on a trained checkpoint: evaluate on its own validation split (plots beside
+    it, detections to JSON), then predict on the validation folder with label files."""
+    evaluated = run("evaluate", checkpoint, "--save-json", tmp_path / "detections.json")
+    assert evaluated.returncode == 0 and no_traceback(evaluated), evaluated.stderr[-3000:]
+    for plot in ("pr_curve", "f1_curve", "confusion_matrix"):
+        assert (checkpoint.parent / f"ckpt_best_{plot}.png").read_bytes()[:4] == b"\x89PNG", plot
+    assert isinstance(json.loads((tmp_path / "detections.json").read_text()), list)
+    table = [line.split()[0] for line in evaluated.stdout.splitlines() if re.match(r"^\w+ +\d+ +\d+ ", line)]
+    assert table == ["all", "circle", "square", "triangle", "cross", "star"]
+
+    images = sorted(p.name for p in (shapes / "images" / "val").iterdir())
+    predicted = run("predict", checkpoint, shapes / "images" / "val", "--output", tmp_path / "predictions",
+                    "--save-txt")
+    assert predicted.returncode == 0 and no_traceback(predicted), predicted.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "predictions").iterdir()) == [*images, "labels"]
+    assert sorted(p.name for p in (tmp_path / "predictions" / "labels").iterdir()) == [
+        f"{Path(name).stem}.txt" for name in images]
 
 
 def _main(args: list[str]) -> tuple[int, str, str]:
