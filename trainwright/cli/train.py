@@ -1,20 +1,35 @@
-"""`trainwright train [RECIPE] [key=value ...]`: train a detection model as a recipe describes."""
+"""`trainwright train [RECIPE] [key=value ...]` and `trainwright train --resume EXPERIMENT_DIR [key=value ...]`.
+
+The order is what makes a run safe: every value of the configuration is checked (`plan_training`), then the
+data are loaded and checked, and only then is the experiment directory created (atomically, suffixed `_2`,
+`_3`, ... when taken) and locked for the run; a resume locks the run's existing directory. Nothing is
+written before the run is known to be able to start. SIGTERM interrupts like Ctrl-C; both print the command
+that continues the run.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import sys
+import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from trainwright.cli.report import CURVES_FILE, TrainingReport
+from trainwright.cli.resume import RECIPE_FILE, check_same_run, recipe_for_resume, resume_command
 from trainwright.logging import RESULTS_CSV, TEXT_LOG, atomic_write
-from trainwright.nn.checkpoint_keys import BEST_CHECKPOINT, LATEST_CHECKPOINT
+from trainwright.nn.checkpoint_keys import BEST_CHECKPOINT, INTERRUPTED_CHECKPOINT, LATEST_CHECKPOINT
 from trainwright.recipes import DEFAULT_RECIPE, RecipeError, load_recipe
-from trainwright.recipes.detection import build_detection_run, read_detection_recipe
+from trainwright.recipes.checks import check_recipe_values
+from trainwright.recipes.detection import DetectionRecipe, build_detection_run, read_detection_recipe
 
-__all__ = ["split_recipe_and_overrides", "unique_experiment_name", "run_train"]
+__all__ = ["split_recipe_and_overrides", "TrainPlan", "plan_training", "run_train"]
 
 
 def split_recipe_and_overrides(args: list[str]) -> tuple[str, list[str]]:
@@ -26,48 +41,141 @@ def split_recipe_and_overrides(args: list[str]) -> tuple[str, list[str]]:
     return (recipes[0] if recipes else DEFAULT_RECIPE), [a for a in args if "=" in a]
 
 
-def unique_experiment_name(root: str, name: str) -> str:
-    """`name`, or `name_2`, `name_3`, ... : the first whose directory under `root` does not exist yet."""
-    candidate, n = name, 1
-    while os.path.exists(os.path.join(root, candidate)):
-        n += 1
-        candidate = f"{name}_{n}"
-    return candidate
+@dataclass
+class TrainPlan:
+    """A run checked from end to end before anything is written."""
+
+    recipe: DictConfig  # the recipe the run follows (overrides applied)
+    spec: DetectionRecipe
+    resume_dir: Path | None  # the experiment directory a resume continues; None for a new run
+    recipe_to_save: DictConfig | None  # what recipe.yaml becomes (None: it stays as it is)
 
 
-def run_train(args: list[str]) -> int:
-    """Train; prints a table per epoch, a summary, and the experiment directory as the last line."""
+def plan_training(args: list[str], resume_dir: str | None = None) -> TrainPlan:
+    """Read and check the whole configuration of a run (and, to resume, its checkpoint); writes nothing."""
+    from trainwright.training.checkpointing import read_resume_checkpoint
+    from trainwright.training.params import resolve_training_params, resume_requested
+
+    recipe_name, overrides = split_recipe_and_overrides(args)
+    named = len(overrides) < len(args)  # a recipe was given, not defaulted
+    if resume_dir is not None:
+        if named:
+            raise RecipeError(f"--resume reads the recipe from {Path(resume_dir) / RECIPE_FILE}; give only key=value "
+                              f"overrides, not the recipe {recipe_name!r}")  # fmt: skip
+        recipe, to_save = recipe_for_resume(resume_dir, overrides)
+    else:
+        recipe, to_save = load_recipe(recipe_name, overrides), None
+    check_recipe_values(recipe)
+    spec = read_detection_recipe(recipe)
+    params = resolve_training_params(spec.training_params)
+    directory = Path(spec.ckpt_root_dir).expanduser().absolute() / spec.experiment_name
+    if resume_dir is None and params.resume is True:  # resume as a training parameter: the same run only
+        if not named and (directory / RECIPE_FILE).is_file():  # no recipe named: the run's own
+            kept = [o for o in overrides if o.partition("=")[0] not in
+                    ("experiment_name", "ckpt_root_dir", "training_params.resume")]  # fmt: skip
+            return plan_training(kept, str(directory))
+        if not directory.is_dir():
+            raise FileNotFoundError(f"training_params.resume=true: no experiment directory {directory} to resume")
+        to_save = check_same_run(directory, recipe)
+    resuming = resume_dir is not None or params.resume is True
+    if resume_requested(params):
+        read_resume_checkpoint(params, str(directory))  # a missing, corrupt or finished checkpoint: named now
+    return TrainPlan(recipe, spec, directory if resuming else None, to_save)
+
+
+@contextlib.contextmanager
+def _experiment_dir(plan: TrainPlan) -> Iterator[Path]:
+    """The run's directory, locked for the run: the resumed one, or a new one made without a race."""
+    from trainwright.training.experiment_dir import claim_experiment_dir, create_experiment_dir
+
+    if plan.resume_dir is not None:
+        with claim_experiment_dir(plan.resume_dir, create=False) as directory:
+            yield directory
+        return
+    directory = create_experiment_dir(os.path.abspath(os.path.expanduser(plan.spec.ckpt_root_dir)),
+                                      plan.spec.experiment_name)  # fmt: skip
+    with claim_experiment_dir(directory) as directory:
+        yield directory
+
+
+class _SigtermTrap:
+    """While training, SIGTERM interrupts like Ctrl-C (the run saves and ends); `received` says which came."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous = None
+
+    def _interrupt(self, signum, frame):
+        self.received = signum
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # only there can a handler be set
+            self._previous = signal.signal(signal.SIGTERM, self._interrupt)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _write_recipe(path: Path, recipe: DictConfig) -> None:
+    text = OmegaConf.to_yaml(recipe)
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def run_train(args: list[str], resume_dir: str | None = None) -> int:
+    """Train (or resume); prints a table per epoch, a summary, and the experiment directory as the last line."""
     import torch
 
     from trainwright.training import Trainer
-    from trainwright.training.params import resume_requested
 
     start = time.perf_counter()
-    recipe_name, overrides = split_recipe_and_overrides(args)
-    recipe = load_recipe(recipe_name, overrides)
-    spec = read_detection_recipe(recipe)
+    plan = plan_training(args, resume_dir)
+    spec = plan.spec
     if spec.num_threads:
         torch.set_num_threads(int(spec.num_threads))
-    resume = resume_requested(spec.training_params)
-    name = spec.experiment_name if resume else unique_experiment_name(spec.ckpt_root_dir, spec.experiment_name)
-    print(f"recipe {recipe_name}: {spec.architecture} on {spec.dataset['type']} data, "
-          f"input {spec.dataset['input_size']}, {spec.training_params.get('max_epochs')} epochs")
+    what = f"resuming {plan.resume_dir}" if plan.resume_dir is not None else f"recipe {split_recipe_and_overrides(args)[0]}"
+    print(f"{what}: {spec.architecture} on {spec.dataset['type']} data, input {spec.dataset['input_size']}, "
+          f"{spec.training_params.get('max_epochs')} epochs")
     run = build_detection_run(spec)
     print(f"{len(run.train_loader.dataset)} training images, {len(run.valid_loader.dataset)} validation images, "
           f"classes {run.class_names}")
-    trainer = Trainer(name, ckpt_root_dir=os.path.abspath(spec.ckpt_root_dir), device=spec.device)
-    experiment_dir = Path(trainer.experiment_dir)
-    experiment_dir.mkdir(parents=True, exist_ok=True)
-    text = OmegaConf.to_yaml(recipe)
-    atomic_write(experiment_dir / "recipe.yaml", lambda f: f.write(text.encode()))
-    # The table replaces the default progress bar (it is a ProgressReporter).
-    report = TrainingReport(show=not run.training_params.get("silent_mode", False))
-    params = {**run.training_params, "phase_callbacks": [*run.training_params["phase_callbacks"], report]}
-    results = trainer.train(run.model, params, run.train_loader, run.valid_loader,
-                            processing_params=run.processing_params)
+    with _experiment_dir(plan) as experiment_dir, _SigtermTrap() as trap:
+        if plan.resume_dir is None:
+            plan.recipe.experiment_name = experiment_dir.name  # the recipe.yaml of a run names its directory
+            _write_recipe(experiment_dir / RECIPE_FILE, plan.recipe)
+        elif plan.recipe_to_save is not None:
+            _write_recipe(experiment_dir / RECIPE_FILE, plan.recipe_to_save)
+        trainer = Trainer(experiment_dir.name, ckpt_root_dir=str(experiment_dir.parent), device=spec.device)
+        # The table replaces the default progress bar (it is a ProgressReporter).
+        report = TrainingReport(show=not run.training_params.get("silent_mode", False))
+        params = {**run.training_params, "phase_callbacks": [*run.training_params["phase_callbacks"], report]}
+        try:
+            results = trainer.train(run.model, params, run.train_loader, run.valid_loader,
+                                    processing_params=run.processing_params)
+        except BaseException:
+            if (experiment_dir / LATEST_CHECKPOINT).is_file():
+                print(f"The run stopped; continue it from its last finished epoch with:\n  "
+                      f"{resume_command(experiment_dir)}", file=sys.stderr)  # fmt: skip
+            raise
     _print_summary(trainer, results, experiment_dir, time.perf_counter() - start)
+    if trainer.interrupted:
+        _print_resume(trainer, experiment_dir)
     print(experiment_dir)
-    return 130 if trainer.interrupted else 0
+    if not trainer.interrupted:
+        return 0
+    return 128 + signal.SIGTERM if trap.received == signal.SIGTERM else 130
+
+
+def _print_resume(trainer, experiment_dir: Path) -> None:
+    if (experiment_dir / LATEST_CHECKPOINT).is_file():
+        print(f"interrupted: {LATEST_CHECKPOINT} holds the {trainer.state.epochs_done} finished epoch(s) "
+              f"({INTERRUPTED_CHECKPOINT} the weights of the interruption); continue with:\n  "
+              f"{resume_command(experiment_dir)}")  # fmt: skip
+    else:
+        print(f"interrupted before the first epoch ended: nothing to resume ({INTERRUPTED_CHECKPOINT} holds the "
+              "weights of the interruption); start the run again")  # fmt: skip
 
 
 def _print_summary(trainer, results: dict, experiment_dir: Path, seconds: float) -> None:
@@ -78,7 +186,7 @@ def _print_summary(trainer, results: dict, experiment_dir: Path, seconds: float)
              else ""))
     files = [("checkpoints", f"{BEST_CHECKPOINT}, {LATEST_CHECKPOINT}"), ("per-epoch results", RESULTS_CSV),
              ("loss and mAP curves", CURVES_FILE), ("predictions drawn", "visualizations/"),
-             ("TensorBoard", f"tensorboard --logdir {experiment_dir}"), ("resolved recipe", "recipe.yaml"),
+             ("TensorBoard", f"tensorboard --logdir {experiment_dir}"), ("resolved recipe", RECIPE_FILE),
              ("log", TEXT_LOG)]
     for what, where in files:
         print(f"  {what:<20} {where}")

@@ -8,6 +8,7 @@ order documented in `trainwright.callbacks.base`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import logging
@@ -18,12 +19,15 @@ from torch import nn
 
 from trainwright.callbacks.base import CallbackHandler
 from trainwright.distributed import is_main_process, unwrap_model
+from trainwright.logging import check_file_name, interrupts_deferred
 from trainwright.training.batches import move_to_device, unpack_batch
 from trainwright.training.checkpointing import read_resume_checkpoint
 from trainwright.training.context import StateContext
 from trainwright.training.data_order import set_epoch_order
 from trainwright.training.default_callbacks import build_callbacks
+from trainwright.training.devices import resolve_device
 from trainwright.training.evaluation import NO_EVENTS, evaluate, loss_results, test_events, validation_events
+from trainwright.training.experiment_dir import claim_experiment_dir
 from trainwright.training.losses import build_loss, split_loss_output
 from trainwright.training.metric_set import LossAverager, MetricSet
 from trainwright.training.params import resolve_training_params
@@ -46,12 +50,10 @@ class Trainer:
     """
 
     def __init__(self, experiment_name: str, ckpt_root_dir: str | os.PathLike | None = None, device=None):
-        if not isinstance(experiment_name, str) or not experiment_name.strip():
-            raise ValueError(f"experiment_name must be a non-empty string, got {experiment_name!r}")
-        self.experiment_name = experiment_name
+        self.experiment_name = check_file_name("experiment_name", experiment_name)  # stays inside ckpt_root_dir
         self.ckpt_root_dir = os.fspath(ckpt_root_dir) if ckpt_root_dir is not None else os.path.abspath("checkpoints")
         self.experiment_dir = os.path.join(self.ckpt_root_dir, experiment_name)
-        self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         self.state: TrainState | None = None  # the last training's state, its callbacks and their context
         self.callbacks: CallbackHandler | None = None
         self.context: StateContext | None = None
@@ -87,10 +89,19 @@ class Trainer:
         callbacks, checkpointer, methods = build_callbacks(state, additional_configs_to_log)
         if resume is not None:
             checkpointer.restore(*resume)
-        open_sg_logger(state)  # the first file of the run, once nothing else can fail
         self.state, self.net, self.ema_model = state, state.net, state.ema
         self.valid_metrics, self.interrupted = {}, False
         self.callbacks, self.context = callbacks, StateContext(state, context_methods=methods)
+        # The directory is this run's alone while it trains (rank 0 writes); another run there is refused.
+        with claim_experiment_dir(self.experiment_dir) if state.is_main else contextlib.nullcontext():
+            open_sg_logger(state)  # the first file of the run, once nothing else can fail
+            self._run(state, callbacks)
+        self.best_metric = state.best_metric
+        return self.valid_metrics
+
+    def _run(self, state: TrainState, callbacks: CallbackHandler) -> None:
+        """The epochs; on_training_end always runs (also after an error or an interruption)."""
+        params = state.params
         try:
             callbacks.on_training_start(self.context)
             for epoch in range(state.epochs_done, params.max_epochs):
@@ -100,8 +111,9 @@ class Trainer:
                 self._train_epoch(epoch)
                 if state.validates(epoch):
                     self._validate()
-                state.epochs_done = epoch + 1
-                callbacks.on_epoch_end(self.context)
+                with interrupts_deferred():  # the epoch's files (checkpoints, results) are written as a whole
+                    state.epochs_done = epoch + 1
+                    callbacks.on_epoch_end(self.context)
             self._validate_averaged_model()
         except KeyboardInterrupt:
             state.interrupted = self.interrupted = True
@@ -115,8 +127,6 @@ class Trainer:
             finally:
                 state.sg_logger.flush()
                 state.sg_logger.close()
-        self.best_metric = state.best_metric
-        return self.valid_metrics
 
     def _train_epoch(self, epoch: int) -> None:
         state, callbacks = self.state, self.callbacks
