@@ -28,6 +28,7 @@ from trainwright.nn.checkpoint_keys import BEST_CHECKPOINT, INTERRUPTED_CHECKPOI
 from trainwright.recipes import DEFAULT_RECIPE, RecipeError, load_recipe
 from trainwright.recipes.checks import check_recipe_values
 from trainwright.recipes.detection import DetectionRecipe, build_detection_run, read_detection_recipe
+from trainwright.training.params import DEFAULT_TRAINING_PARAMS
 
 __all__ = ["split_recipe_and_overrides", "TrainPlan", "plan_training", "run_train"]
 
@@ -98,25 +99,29 @@ def _experiment_dir(plan: TrainPlan) -> Iterator[Path]:
         yield directory
 
 
-class _SigtermTrap:
-    """While training, SIGTERM interrupts like Ctrl-C (the run saves and ends); `received` says which came."""
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While the run lasts, SIGTERM interrupts like Ctrl-C: the run saves, ends and prints how to continue."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
-    def __init__(self):
-        self.received: int | None = None
-        self._previous = None
 
-    def _interrupt(self, signum, frame):
-        self.received = signum
-        raise KeyboardInterrupt(f"signal {signum}")
+def _seed(seed: int) -> None:
+    """Seed python, numpy and torch before the model is built: the same recipe starts from the same weights."""
+    import random
 
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():  # only there can a handler be set
-            self._previous = signal.signal(signal.SIGTERM, self._interrupt)
-        return self
+    import numpy as np
+    import torch
 
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
 
 def _write_recipe(path: Path, recipe: DictConfig) -> None:
@@ -135,13 +140,14 @@ def run_train(args: list[str], resume_dir: str | None = None) -> int:
     spec = plan.spec
     if spec.num_threads:
         torch.set_num_threads(int(spec.num_threads))
+    _seed(spec.training_params.get("seed", DEFAULT_TRAINING_PARAMS["seed"]))  # the model's initial weights too
     what = f"resuming {plan.resume_dir}" if plan.resume_dir is not None else f"recipe {split_recipe_and_overrides(args)[0]}"
     print(f"{what}: {spec.architecture} on {spec.dataset['type']} data, input {spec.dataset['input_size']}, "
           f"{spec.training_params.get('max_epochs')} epochs")
     run = build_detection_run(spec)
     print(f"{len(run.train_loader.dataset)} training images, {len(run.valid_loader.dataset)} validation images, "
           f"classes {run.class_names}")
-    with _experiment_dir(plan) as experiment_dir, _SigtermTrap() as trap:
+    with _sigterm_interrupts(), _experiment_dir(plan) as experiment_dir:
         if plan.resume_dir is None:
             plan.recipe.experiment_name = experiment_dir.name  # the recipe.yaml of a run names its directory
             _write_recipe(experiment_dir / RECIPE_FILE, plan.recipe)
@@ -165,7 +171,7 @@ def run_train(args: list[str], resume_dir: str | None = None) -> int:
     print(experiment_dir)
     if not trainer.interrupted:
         return 0
-    return 128 + signal.SIGTERM if trap.received == signal.SIGTERM else 130
+    return 128 + (trainer.interrupt_signal or signal.SIGINT)  # 130 for Ctrl-C, 143 for SIGTERM
 
 
 def _print_resume(trainer, experiment_dir: Path) -> None:

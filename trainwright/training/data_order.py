@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, RandomSampler, Subset
 
 __all__ = ["set_epoch_order"]
 
@@ -17,10 +17,16 @@ def set_epoch_order(loader, seed: int, epoch: int) -> None:
 
     Samplers with `set_epoch` (DistributedSampler and friends) get it called; a RandomSampler (a plain
     `shuffle=True` DataLoader) gets a generator seeded with seed + epoch; the loader's own generator, which
-    seeds its workers, too. Iterables that are not DataLoaders are left alone.
+    seeds its workers, too; a dataset with `set_epoch` gets it called (its own augmentation generator in the
+    main process). Iterables that are not DataLoaders are left alone.
     """
     if not isinstance(loader, DataLoader):
         return
+    dataset = loader.dataset
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    if hasattr(dataset, "set_epoch"):  # augmentations in the main process (num_workers=0), e.g. DetectionDataset
+        dataset.set_epoch(epoch)
     for sampler in (loader.sampler, getattr(loader, "batch_sampler", None)):
         if sampler is None:
             continue

@@ -16,6 +16,7 @@ from trainwright.training.policies import (
     BestCheckpointKeeper,
     EMAUpdate,
     EpochCheckpoints,
+    InterruptCheck,
     ModelAveraging,
     NaNGuard,
     ProgressBar,
@@ -38,7 +39,8 @@ class RunCallbacks(NamedTuple):
 def build_callbacks(state: TrainState, additional_configs: Mapping | None = None) -> RunCallbacks:
     """The callbacks of a run, in this order (each event reaches them in it):
 
-    1. NaNGuard: first, so no other callback sees a batch with a non-finite loss.
+    0. InterruptCheck: Ctrl-C stops at the next batch boundary; first, so its handlers are restored first.
+    1. NaNGuard: first at its event, so no other callback sees a batch with a non-finite loss.
     2. EMAUpdate (ema=True): before the phase callbacks, which see the updated average.
     3. The phase_callbacks, in their order.
     4. The LR schedule (lr_mode, then warmup_mode), built by `callbacks.lr_registry`.
@@ -55,7 +57,8 @@ def build_callbacks(state: TrainState, additional_configs: Mapping | None = None
     keeper = BestCheckpointKeeper(state, checkpointer, params.metric_to_watch, params.greater_metric_to_watch_is_better,
                                   params.ckpt_best_name, save=writes_checkpoints)  # fmt: skip
 
-    callbacks: list[Callback] = [NaNGuard(state, defer=any(getattr(cb, "handles_non_finite_loss", False) for cb in user))]
+    callbacks: list[Callback] = [InterruptCheck(state),
+                                 NaNGuard(state, defer=any(getattr(cb, "handles_non_finite_loss", False) for cb in user))]
     if state.ema is not None:
         callbacks.append(EMAUpdate(state))
     callbacks += user

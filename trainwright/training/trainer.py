@@ -62,6 +62,7 @@ class Trainer:
         self.valid_metrics: dict[str, float] = {}
         self.best_metric: float | None = None
         self.interrupted = False
+        self.interrupt_signal: int | None = None  # the signal that interrupted the last training, if one did
 
     @property
     def checkpoints_dir_path(self) -> str:
@@ -96,7 +97,7 @@ class Trainer:
         with claim_experiment_dir(self.experiment_dir) if state.is_main else contextlib.nullcontext():
             open_sg_logger(state)  # the first file of the run, once nothing else can fail
             self._run(state, callbacks)
-        self.best_metric = state.best_metric
+        self.best_metric, self.interrupt_signal = state.best_metric, state.interrupt_signal
         return self.valid_metrics
 
     def _run(self, state: TrainState, callbacks: CallbackHandler) -> None:
@@ -119,8 +120,12 @@ class Trainer:
             state.interrupted = self.interrupted = True
             logger.warning("Training interrupted at epoch %s, batch %s", state.epoch, state.batch.index)
         except Exception:
-            logger.exception("Training stopped by an error at epoch %s, batch %s", state.epoch, state.batch.index)
-            raise
+            if state.interrupt_signal is None:
+                logger.exception("Training stopped by an error at epoch %s, batch %s", state.epoch, state.batch.index)
+                raise
+            # A second Ctrl-C raised inside a library call that turned it into an error of its own.
+            state.interrupted = self.interrupted = True
+            logger.warning("Training interrupted at epoch %s, batch %s", state.epoch, state.batch.index, exc_info=True)
         finally:
             try:
                 callbacks.on_training_end(self.context)
