@@ -133,42 +133,51 @@ def run_train(args: list[str], resume_dir: str | None = None) -> int:
     """Train (or resume); prints a table per epoch, a summary, and the experiment directory as the last line."""
     import torch
 
+    from trainwright.distributed import broadcast_object, is_main_process, main_process_first
     from trainwright.training import Trainer
+    from trainwright.training.distributed_run import resolve_device
 
     start = time.perf_counter()
     plan = plan_training(args, resume_dir)
     spec = plan.spec
     if spec.num_threads:
         torch.set_num_threads(int(spec.num_threads))
+    device = resolve_device(spec.device)  # under torchrun: joins the job (gloo on CPU, nccl on CUDA)
+    main = is_main_process()  # under torchrun only rank 0 prints and writes
+    say = print if main else _quiet
     _seed(spec.training_params.get("seed", DEFAULT_TRAINING_PARAMS["seed"]))  # the model's initial weights too
     what = f"resuming {plan.resume_dir}" if plan.resume_dir is not None else f"recipe {split_recipe_and_overrides(args)[0]}"
-    print(f"{what}: {spec.architecture} on {spec.dataset['type']} data, input {spec.dataset['input_size']}, "
-          f"{spec.training_params.get('max_epochs')} epochs")
-    run = build_detection_run(spec)
-    print(f"{len(run.train_loader.dataset)} training images, {len(run.valid_loader.dataset)} validation images, "
-          f"classes {run.class_names}")
-    with _sigterm_interrupts(), _experiment_dir(plan) as experiment_dir:
-        if plan.resume_dir is None:
+    say(f"{what}: {spec.architecture} on {spec.dataset['type']} data, input {spec.dataset['input_size']}, "
+        f"{spec.training_params.get('max_epochs')} epochs")
+    with main_process_first():  # rank 0 generates (or downloads) what the others then only read
+        run = build_detection_run(spec)
+    say(f"{len(run.train_loader.dataset)} training images, {len(run.valid_loader.dataset)} validation images, "
+        f"classes {run.class_names}")
+    with _sigterm_interrupts(), (_experiment_dir(plan) if main else contextlib.nullcontext()) as claimed:
+        experiment_dir = Path(broadcast_object(str(claimed) if main else None))  # rank 0's directory
+        if main and plan.resume_dir is None:
             plan.recipe.experiment_name = experiment_dir.name  # the recipe.yaml of a run names its directory
             _write_recipe(experiment_dir / RECIPE_FILE, plan.recipe)
-        elif plan.recipe_to_save is not None:
+        elif main and plan.recipe_to_save is not None:
             _write_recipe(experiment_dir / RECIPE_FILE, plan.recipe_to_save)
-        trainer = Trainer(experiment_dir.name, ckpt_root_dir=str(experiment_dir.parent), device=spec.device)
+        trainer = Trainer(experiment_dir.name, device, ckpt_root_dir=str(experiment_dir.parent))
         # The table replaces the default progress bar (it is a ProgressReporter).
-        report = TrainingReport(show=not run.training_params.get("silent_mode", False))
+        report = TrainingReport(show=main and not run.training_params.get("silent_mode", False), plot=main)
         params = {**run.training_params, "phase_callbacks": [*run.training_params["phase_callbacks"], report]}
         try:
             results = trainer.train(run.model, params, run.train_loader, run.valid_loader,
                                     processing_params=run.processing_params)
         except BaseException:
-            if (experiment_dir / LATEST_CHECKPOINT).is_file():
+            if main and (experiment_dir / LATEST_CHECKPOINT).is_file():
                 print(f"The run stopped; continue it from its last finished epoch with:\n  "
                       f"{resume_command(experiment_dir)}", file=sys.stderr)  # fmt: skip
             raise
-    _print_summary(trainer, results, experiment_dir, time.perf_counter() - start)
-    if trainer.interrupted:
-        _print_resume(trainer, experiment_dir)
-    print(experiment_dir)
+    if main:
+        _print_summary(trainer, results, experiment_dir, time.perf_counter() - start)
+        if trainer.interrupted:
+            _print_resume(trainer, experiment_dir)
+        print(experiment_dir)
+    _leave_process_group()
     if not trainer.interrupted:
         return 0
     return 128 + (trainer.interrupt_signal or signal.SIGINT)  # 130 for Ctrl-C, 143 for SIGTERM
@@ -182,6 +191,17 @@ def _print_resume(trainer, experiment_dir: Path) -> None:
     else:
         print(f"interrupted before the first epoch ended: nothing to resume ({INTERRUPTED_CHECKPOINT} holds the "
               "weights of the interruption); start the run again")  # fmt: skip
+
+
+def _quiet(*args, **kwargs) -> None:
+    """`print` of the processes other than rank 0."""
+
+
+def _leave_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _print_summary(trainer, results: dict, experiment_dir: Path, seconds: float) -> None:

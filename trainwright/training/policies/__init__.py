@@ -6,6 +6,8 @@ from trainwright.training.policies.epoch_checkpoints import EpochCheckpoints
 from trainwright.training.policies.interrupts import InterruptCheck
 from trainwright.training.policies.model_averaging import ModelAveraging
 from trainwright.training.policies.nan_guard import NaNGuard
+from trainwright.training.policies.pre_prediction import PrePrediction
+from trainwright.training.policies.precise_bn import PreciseBN
 from trainwright.training.policies.progress import ProgressBar, ProgressReporter
 from trainwright.training.policies.results import ResultsWriter
 
@@ -16,6 +18,8 @@ __all__ = [
     "InterruptCheck",
     "ModelAveraging",
     "NaNGuard",
+    "PreciseBN",
+    "PrePrediction",
     "ProgressBar",
     "ProgressReporter",
     "ResultsWriter",
