@@ -109,12 +109,3 @@ def test_recipe_and_overrides_are_told_apart():
     assert split_recipe_and_overrides(["a=1", "coco_yolox", "b.c=[1,2]"]) == ("coco_yolox", ["a=1", "b.c=[1,2]"])
     with pytest.raises(RecipeError, match="at most one recipe"):
         split_recipe_and_overrides(["x", "y"])
-
-
-def test_a_taken_experiment_directory_is_not_reused(tmp_path):
-    from trainwright.cli.train import unique_experiment_name
-
-    assert unique_experiment_name(str(tmp_path), "run") == "run"
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run_2").mkdir()
-    assert unique_experiment_name(str(tmp_path), "run") == "run_3"

@@ -36,7 +36,7 @@ def test_the_callbacks_of_a_run_in_their_order(tmp_path, loaders):
     trainer = Trainer("order", "cpu", ckpt_root_dir=tmp_path)
     params = base_params(max_epochs=1, ema=True, lr_mode="cosine", average_best_models=True, phase_callbacks=[Spy()])
     trainer.train(tiny_model(), params, *loaders)
-    assert seen == ["NaNGuard", "EMAUpdate", "Spy", "CosineLRCallback", "ProgressBar", "BestCheckpointKeeper",
+    assert seen == ["InterruptCheck", "NaNGuard", "EMAUpdate", "Spy", "CosineLRCallback", "ProgressBar", "BestCheckpointKeeper",
                     "ModelAveraging", "EpochCheckpoints", "ResultsWriter"]
 
 

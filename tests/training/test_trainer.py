@@ -210,17 +210,23 @@ def test_nan_loss_stops_naming_epoch_and_batch_and_keeps_last_checkpoint(tmp_pat
     assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["net"].values())
 
 
-def test_ctrl_c_saves_latest_and_calls_training_end(tmp_path, loaders):
+def test_ctrl_c_keeps_the_epoch_checkpoint_saves_the_interrupted_one_and_calls_training_end(tmp_path, loaders):
     class Interrupt(Callback):
+        def on_epoch_end(self, ctx):
+            self.after_epoch_1 = {k: v.clone() for k, v in ctx.net.state_dict().items()}
+
         def on_train_batch_end(self, ctx):
             if ctx.epoch == 1 and ctx.batch_idx == 2:
                 raise KeyboardInterrupt
 
-    ended = PhaseContextTestCallback(Phase.POST_TRAINING)
+    ended, interrupt = PhaseContextTestCallback(Phase.POST_TRAINING), Interrupt()
     trainer = Trainer("ctrlc", "cpu", ckpt_root_dir=tmp_path)
-    trainer.train(tiny_model(), base_params(max_epochs=3, phase_callbacks=[Interrupt(), ended]), *loaders)
+    trainer.train(tiny_model(), base_params(max_epochs=3, phase_callbacks=[interrupt, ended]), *loaders)
     assert trainer.interrupted and ended.context is not None
-    ckpt = torch.load(tmp_path / "ctrlc" / "ckpt_latest.pth", weights_only=True)
+    latest = torch.load(tmp_path / "ctrlc" / "ckpt_latest.pth", weights_only=True)
+    assert latest["epoch"] == 1 and "interrupted_at" not in latest  # the clean end of the first epoch
+    assert all(torch.equal(latest["net"][k], v) for k, v in interrupt.after_epoch_1.items())
+    ckpt = torch.load(tmp_path / "ctrlc" / "ckpt_interrupted.pth", weights_only=True)
     assert ckpt["epoch"] == 1 and ckpt["interrupted_at"] == {"epoch": 1, "batch_idx": 2}
     net = trainer.net.state_dict()
     assert all(torch.equal(ckpt["net"][k], net[k]) for k in net)  # the weights at the interruption

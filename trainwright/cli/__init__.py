@@ -17,12 +17,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser(
         "train", help="train a model as a recipe describes (default: YOLOX-N on the built-in shapes data)",
-        usage="trainwright train [-h] [--list-recipes] [RECIPE] [key=value ...]",
+        usage="trainwright train [-h] [--list-recipes] [RECIPE] [key=value ...]\n"
+              "       trainwright train --resume EXPERIMENT_DIR [key=value ...]",
         description="Train as RECIPE (a shipped recipe name or a YAML file) describes, with any key overridden "
                     "as key=value (OmegaConf dotted keys, YAML values), e.g. training_params.max_epochs=3. "
-                    "Prints the experiment directory as the last line.")
+                    "Prints the experiment directory as the last line. Ctrl-C (or SIGTERM) stops the run and "
+                    "prints the command that continues it: --resume EXPERIMENT_DIR.")
     train.add_argument("args", nargs="*", metavar="RECIPE key=value",
                        help="recipe name or path (default: yolox_n_shapes), then overrides")
+    train.add_argument("--resume", metavar="EXPERIMENT_DIR",
+                       help="continue the run of EXPERIMENT_DIR from its ckpt_latest.pth with its own recipe.yaml; "
+                            "overrides may change only how long and where it runs (e.g. training_params.max_epochs)")
     train.add_argument("--list-recipes", action="store_true", help="list the shipped recipes and exit")
     train.set_defaults(handler=_run_train)
 
@@ -95,7 +100,7 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.list_recipes:
         print("\n".join(list_recipes()))
         return 0
-    return run_train(args.args)
+    return run_train(args.args, resume_dir=args.resume)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -130,10 +135,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     import pickle
 
     from trainwright.config import UnusedConfigParamException
+    from trainwright.training.experiment_dir import ExperimentInUseError
 
     # pickle.UnpicklingError: a checkpoint refused by the weights-only reader (trainwright.checkpoints);
     # ImportError: an optional extra (export, simplify, mlflow) that is not installed.
-    return (UnusedConfigParamException, OSError, ValueError, TypeError, KeyError, pickle.UnpicklingError, ImportError)
+    return (UnusedConfigParamException, OSError, ValueError, TypeError, KeyError, pickle.UnpicklingError, ImportError,
+            ExperimentInUseError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into a reader that stopped early (e.g. `| head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except KeyboardInterrupt:  # outside a training run's own handling (which saves and returns 130)
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"trainwright {args.command}: interrupted", file=sys.stderr)
+        return 130
     except _user_errors() as err:
         if os.environ.get(DEBUG_ENV):
             raise

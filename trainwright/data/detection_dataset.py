@@ -38,9 +38,9 @@ class DetectionDataset(Dataset):
     transforms run in order. A transform asking for additional samples (Mosaic, MixUp) gets that many
     other images, drawn at random and loaded the same way (not when it is disabled or has prob 0).
 
-    Randomness: one numpy Generator per process, seeded from ``seed`` in the main process and from
-    the DataLoader worker's seed in a worker (distinct per worker and per epoch), so workers never
-    repeat each other's augmentations.
+    Randomness: one numpy Generator per process, seeded from ``seed`` in the main process (and the epoch,
+    once the training loop calls ``set_epoch``) and from the DataLoader worker's seed in a worker (distinct
+    per worker and per epoch), so workers never repeat each other's augmentations.
     """
 
     def __init__(self, transforms: list[DetectionTransform] | None = None, input_size=None, with_crowd: bool = False,
@@ -52,6 +52,7 @@ class DetectionDataset(Dataset):
         self.input_size = None if input_size is None else check_size("input_size", input_size)
         self.with_crowd = with_crowd
         self.seed = seed
+        self._epoch: int | None = None  # set by the training loop (set_epoch); None: one stream for the process
         self._rng, self._rng_key = None, None
 
     def __len__(self) -> int:
@@ -65,10 +66,16 @@ class DetectionDataset(Dataset):
     def rng(self) -> np.random.Generator:
         """This process's generator (re-seeded whenever the DataLoader starts a new worker)."""
         info = get_worker_info()
-        key = ("worker", info.seed) if info is not None else ("main", self.seed)
+        key = ("worker", info.seed, None) if info is not None else ("main", self.seed, self._epoch)
         if self._rng is None or self._rng_key != key:
-            self._rng, self._rng_key = np.random.default_rng(key[1] % 2**63), key
+            entropy = key[1] % 2**63 if key[2] is None else [key[1] % 2**63, key[2]]
+            self._rng, self._rng_key = np.random.default_rng(entropy), key
         return self._rng
+
+    def set_epoch(self, epoch: int) -> None:
+        """Seed the main process's generator from (seed, epoch), as workers are seeded per epoch: without
+        workers too, an epoch's augmentations then depend only on them (a resumed run repeats them exactly)."""
+        self._epoch = int(epoch)
 
     def load_sample(self, index: int) -> DetectionSample:
         """The stored sample resized to fit input_size (when set); what transforms start from."""

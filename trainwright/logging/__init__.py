@@ -8,7 +8,10 @@ from trainwright.logging.files import (
     atomic_torch_save,
     atomic_write,
     attach_text_log,
+    interrupts_deferred,
+    remove_leftover_temp_files,
 )
+from trainwright.logging.names import check_file_name
 
 __all__ = [
     "AbstractSGLogger",
@@ -22,6 +25,9 @@ __all__ = [
     "atomic_write",
     "attach_text_log",
     "build_sg_logger",
+    "check_file_name",
+    "interrupts_deferred",
+    "remove_leftover_temp_files",
 ]
 
 

@@ -2,42 +2,78 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
 import os
+import re
+import signal
 import tempfile
-from collections.abc import Callable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-__all__ = ["RESULTS_CSV", "TEXT_LOG", "atomic_write", "atomic_torch_save", "ResultsCSV", "attach_text_log"]
+__all__ = ["RESULTS_CSV", "TEXT_LOG", "atomic_write", "atomic_torch_save", "interrupts_deferred",
+           "remove_leftover_temp_files", "ResultsCSV", "attach_text_log"]
 
 RESULTS_CSV = "results.csv"  # per-epoch results in the experiment directory
 TEXT_LOG = "train_log.txt"  # the run's text log in the experiment directory
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+_STARTED = time.time()  # a temporary file older than this cannot be one this process is still writing
+# atomic_write's temporary files: "." + the target's name + "." + mkstemp's 8 random characters + ".tmp"
+_TEMP_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+_DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back while the block runs, then deliver them (Ctrl-C raises after the block).
+
+    So an interrupt never leaves a write half-done. Only the main thread receives signals; elsewhere (and
+    for a signal whose handler Python did not install) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {s: signal.getsignal(s) for s in _DEFERRED_SIGNALS}
+    previous = {s: handler for s, handler in previous.items() if handler is not None}
+    for signum in previous:
+        signal.signal(signum, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(received):
+            signal.raise_signal(signum)  # to the restored handler: KeyboardInterrupt, an outer deferral, exit
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], None]) -> None:
     """Run `write(file)` on a temporary file beside `path`, fsync it, then rename it over `path`.
 
-    Readers see either the old file or the complete new one, never a partial write.
+    Readers see either the old file or the complete new one, never a partial write. Ctrl-C (and SIGTERM)
+    during the write takes effect once it is done (`interrupts_deferred`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes owner-only files; give the permissions open() would
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with interrupts_deferred():
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes owner-only files; give the permissions open() would
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
@@ -45,6 +81,23 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     import torch
 
     atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def remove_leftover_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files `atomic_write` left in `folder` and its subfolders when a process was killed
+    mid-write (only those last modified before this process started); returns what was removed.
+
+    Call it only while no other process writes there (the experiment directory's lock is held).
+    """
+    removed = []
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = Path(root, name)
+            with contextlib.suppress(OSError):
+                if _TEMP_FILE.match(name) and path.is_file() and path.stat().st_mtime < _STARTED:
+                    path.unlink()
+                    removed.append(path)
+    return removed
 
 
 class ResultsCSV:

@@ -10,6 +10,7 @@ import torch
 
 from trainwright.logging.base import AbstractSGLogger
 from trainwright.logging.files import atomic_torch_save
+from trainwright.logging.names import check_file_name
 
 __all__ = ["TensorBoardSGLogger"]
 
@@ -54,7 +55,7 @@ class TensorBoardSGLogger(AbstractSGLogger):
         self.writer.add_text(tag, text_string, global_step)
 
     def add_checkpoint(self, tag, state_dict, global_step=None):
-        atomic_torch_save(state_dict, os.path.join(self.experiment_dir, tag))
+        atomic_torch_save(state_dict, os.path.join(self.experiment_dir, check_file_name("checkpoint name", tag)))
 
     def flush(self):
         self.writer.flush()

@@ -15,6 +15,7 @@ __all__ = [
     "EMA_NET",
     "EPOCH",
     "INTERRUPTED_AT",
+    "INTERRUPTED_CHECKPOINT",
     "LATEST_CHECKPOINT",
     "METRICS",
     "NET",
@@ -45,6 +46,7 @@ INTERRUPTED_AT = "interrupted_at"  # {"epoch", "batch_idx"} of a Ctrl-C
 LATEST_CHECKPOINT = "ckpt_latest.pth"  # written after every epoch; what a resume reads
 BEST_CHECKPOINT = "ckpt_best.pth"  # the default `ckpt_best_name`
 AVERAGE_CHECKPOINT = "average_model.pth"
+INTERRUPTED_CHECKPOINT = "ckpt_interrupted.pth"  # the weights at a Ctrl-C / SIGTERM (ckpt_latest stays the epoch's)
 
 
 def epoch_checkpoint_name(epoch: int) -> str:

@@ -45,15 +45,35 @@ def recipe_path(name_or_path: str | os.PathLike) -> Path:
 
 
 def parse_overrides(overrides: Sequence[str]) -> DictConfig:
-    """``["a.b=1", "c=[1,2]"]`` -> a DictConfig; a malformed item is a RecipeError naming it."""
+    """``["a.b=1", "c=[1,2]"]`` -> a DictConfig; a malformed item (no ``=``, a value that is not YAML, a YAML
+    tag) is a RecipeError naming it."""
     for item in overrides:
-        key, sep, _ = item.partition("=")
+        key, sep, value = item.partition("=")
         if not sep or not key.strip() or key != key.strip():
             raise RecipeError(f"override {item!r} must look like key=value, e.g. training_params.max_epochs=3")
+        _check_yaml_value(item, value)
     try:
         return OmegaConf.from_dotlist(list(overrides))
-    except OmegaConfBaseException as err:
-        raise RecipeError(f"cannot parse overrides {list(overrides)}: {err}") from err
+    except (OmegaConfBaseException, yaml.YAMLError) as err:
+        raise RecipeError(f"cannot parse overrides {list(overrides)}: {_first_line(err)}") from err
+
+
+def _first_line(error: Exception) -> str:
+    problem = getattr(error, "problem", None) or str(error)
+    return problem.strip().splitlines()[0] if problem.strip() else type(error).__name__
+
+
+def _check_yaml_value(item: str, value: str) -> None:
+    """A RecipeError naming `item` when `value` is not one plain YAML value (a syntax error, or a tag)."""
+    try:
+        tags = [token.value for token in yaml.scan(value) if isinstance(token, yaml.TagToken)]
+        if tags:
+            raise RecipeError(f"override {item!r}: YAML tags ({''.join(tags[0])}) are not accepted; write the "
+                              "plain value")  # fmt: skip
+        yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        raise RecipeError(f"override {item!r}: the value is not valid YAML ({_first_line(err)}); quote a "
+                          f"value that is meant as text, e.g. key='\"text\"'") from None  # fmt: skip
 
 
 def load_recipe(name_or_path: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> DictConfig:

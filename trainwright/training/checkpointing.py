@@ -13,10 +13,11 @@ import numpy as np
 import torch
 
 from trainwright._version import __version__
-from trainwright.checkpoints import read_ckpt_state_dict
+from trainwright.checkpoints import CorruptCheckpointError, read_ckpt_state_dict
 from trainwright.nn.checkpoint_keys import (
     ACC,
     CALLBACK_STATES,
+    EPOCH,
     INTERRUPTED_AT,
     LATEST_CHECKPOINT,
     METRICS,
@@ -30,7 +31,8 @@ from trainwright.training.file_names import experiment_file
 from trainwright.training.params import resume_requested
 from trainwright.training.state import TrainState
 
-__all__ = ["Checkpointer", "Stateful", "plain", "capture_rng_state", "restore_rng_state", "read_resume_checkpoint"]
+__all__ = ["Checkpointer", "ResumeMismatchError", "Stateful", "plain", "capture_rng_state", "restore_rng_state",
+           "read_resume_checkpoint"]
 
 logger = logging.getLogger("trainwright")
 
@@ -72,6 +74,10 @@ def restore_rng_state(state: Mapping) -> None:
                          n["cached_gaussian"]))  # fmt: skip
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
+
+
+class ResumeMismatchError(RuntimeError, ValueError):
+    """The checkpoint to resume from was written by another model or optimizer (names the file)."""
 
 
 class Stateful(Protocol):
@@ -130,7 +136,12 @@ class Checkpointer:
 
     def restore(self, path: str, checkpoint: Mapping) -> None:
         """Load a checkpoint written by `build` into the state and the checkpointables; the RNG states last."""
-        self.state.load_state_dict(checkpoint)
+        try:
+            self.state.load_state_dict(checkpoint)
+        except (RuntimeError, KeyError, ValueError) as error:
+            raise ResumeMismatchError(f"cannot resume from {path}: it does not fit this run's model or optimizer "
+                                      f"(another architecture or recipe?): "
+                                      f"{str(error).strip().splitlines()[0][:300]}") from error  # fmt: skip
         self.state.resumed_from = path
         states = checkpoint.get(CALLBACK_STATES) or {}
         for key, obj in self.checkpointables.items():
@@ -151,12 +162,21 @@ def read_resume_checkpoint(params, experiment_dir: str) -> tuple[str, dict] | No
 
     Without resume_path the file is `ckpt_name` (ckpt_latest.pth by default) of the experiment directory.
 
-    Read before anything of the run is built or written, so a missing or unreadable file changes nothing.
+    Read before anything of the run is built or written, through the one checkpoint reader
+    (`read_ckpt_state_dict`), so a missing, empty or truncated file is an error naming it and changes nothing.
+    A checkpoint that has already finished `max_epochs` epochs is an error too: there is nothing to resume.
     """
     if not resume_requested(params):
         return None
-    path = params.resume_path or experiment_file(experiment_dir, params.get("ckpt_name", LATEST_CHECKPOINT),
-                                                 "training_params.ckpt_name")  # fmt: skip
+    path = os.fspath(params.resume_path or experiment_file(experiment_dir, params.get("ckpt_name", LATEST_CHECKPOINT),
+                                                           "training_params.ckpt_name"))  # fmt: skip
     if not os.path.isfile(path):
         raise FileNotFoundError(f"cannot resume: no checkpoint at {path!r}")
-    return path, read_ckpt_state_dict(path)
+    checkpoint = read_ckpt_state_dict(path)
+    if not isinstance(checkpoint, Mapping) or NET not in checkpoint:
+        raise CorruptCheckpointError(f"cannot resume from {path}: it is not a training checkpoint (no '{NET}' entry)")
+    done = checkpoint.get(EPOCH)
+    if isinstance(done, int) and done >= params.max_epochs and INTERRUPTED_AT not in checkpoint:
+        raise ValueError(f"cannot resume from {path}: the run has already finished {done} epoch(s) of "
+                         f"max_epochs={params.max_epochs}; raise training_params.max_epochs to train longer")
+    return path, checkpoint

@@ -14,7 +14,15 @@ import random
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler, Sampler, SequentialSampler
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    DistributedSampler,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    Subset,
+)
 
 from trainwright.distributed import get_rank, get_world_size, is_distributed
 
@@ -33,11 +41,17 @@ def set_epoch_order(loader, seed: int, epoch: int) -> None:
 
     Samplers with `set_epoch` (DistributedSampler and friends) get it called; a RandomSampler (a plain
     `shuffle=True` DataLoader) gets a generator seeded with seed + epoch; the loader's own generator, which
-    seeds its workers, too (offset by the rank under torch.distributed, so each process augments differently).
+    seeds its workers, too (offset by the rank under torch.distributed, so each process augments differently);
+    a dataset with `set_epoch` gets it called (its own augmentation generator in the main process).
     Iterables that are not DataLoaders are left alone.
     """
     if not isinstance(loader, DataLoader):
         return
+    dataset = loader.dataset
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    if hasattr(dataset, "set_epoch"):  # augmentations in the main process (num_workers=0), e.g. DetectionDataset
+        dataset.set_epoch(epoch)
     for sampler in (loader.sampler, getattr(loader, "batch_sampler", None)):
         if sampler is None:
             continue

@@ -17,6 +17,7 @@ from trainwright.training.policies import (
     BestCheckpointKeeper,
     EMAUpdate,
     EpochCheckpoints,
+    InterruptCheck,
     ModelAveraging,
     NaNGuard,
     PreciseBN,
@@ -42,7 +43,8 @@ class RunCallbacks(NamedTuple):
 def build_callbacks(state: TrainState, additional_configs: Mapping | None = None) -> RunCallbacks:
     """The callbacks of a run, in this order (each event reaches them in it):
 
-    0. PrePrediction (pre_prediction_callback): first, so everything after sees the rewritten batch.
+    0. InterruptCheck: Ctrl-C stops at the next batch boundary; first, so its handlers are restored first;
+       then PrePrediction (pre_prediction_callback), so everything after sees the rewritten batch.
     1. NaNGuard: first at the loss, so no other callback sees a batch with a non-finite loss.
     2. EMAUpdate (ema=True): before the phase callbacks, which see the updated average.
     3. The phase_callbacks, in their order (recipe entries such as {"EarlyStop": {...}} built by name).
@@ -61,7 +63,7 @@ def build_callbacks(state: TrainState, additional_configs: Mapping | None = None
     keeper = BestCheckpointKeeper(state, checkpointer, params.metric_to_watch, params.greater_metric_to_watch_is_better,
                                   params.ckpt_best_name, save=writes_checkpoints)  # fmt: skip
 
-    callbacks: list[Callback] = []
+    callbacks: list[Callback] = [InterruptCheck(state)]
     if params.pre_prediction_callback is not None:
         callbacks.append(PrePrediction(state, build_callback(params.pre_prediction_callback, "pre_prediction_callback")))
     callbacks.append(NaNGuard(state, defer=any(getattr(cb, "handles_non_finite_loss", False) for cb in user)))

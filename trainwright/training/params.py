@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from trainwright.config import HpmStruct, raise_if_unused_params
 from trainwright.nn.checkpoint_keys import BEST_CHECKPOINT, LATEST_CHECKPOINT
+from trainwright.training.param_checks import check_training_params
 from trainwright.training.sg_params import adapt_sg_training_params
 
 __all__ = ["DEFAULT_TRAINING_PARAMS", "resolve_training_params", "resume_requested"]
@@ -107,9 +108,7 @@ def resolve_training_params(training_params) -> HpmStruct:
     missing = [n for n in _REQUIRED if resolved[n] is None]
     if missing:
         raise ValueError(f"training_params is missing required parameter(s) {missing}")
-    for name in ("max_epochs", "batch_accumulate", "run_validation_freq"):
-        if not isinstance(resolved[name], int) or resolved[name] < 1:
-            raise ValueError(f"training_params.{name} must be a positive integer, got {resolved[name]!r}")
+    check_training_params(resolved)
     for name in ("optimizer_params", "criterion_params", "sg_logger_params", "ema_params"):
         if not isinstance(resolved[name], Mapping):
             raise TypeError(f"training_params.{name} must be a mapping, got {resolved[name]!r}")

@@ -93,6 +93,7 @@ class TrainState(LoopState):
     new_best: bool = False  # whether this epoch's validation improved best_metric (BestCheckpointKeeper)
     stop_training: bool = False  # set by a callback: the loop ends after the current epoch
     interrupted: bool = False  # Ctrl-C ended the run
+    interrupt_signal: int | None = None  # the signal that asked the run to stop (InterruptCheck)
     averaged_weights: dict | None = None  # average of the best epochs (ModelAveraging), validated at the end
 
     @property

@@ -8,6 +8,7 @@ order documented in `trainwright.callbacks.base`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import logging
@@ -18,6 +19,8 @@ from torch import nn
 
 from trainwright.callbacks.base import CallbackHandler
 from trainwright.distributed import MultiGPUMode, broadcast_tensors, is_distributed, is_main_process, unwrap_model
+from trainwright.logging import check_file_name, interrupts_deferred
+from trainwright.training import devices
 from trainwright.training.batches import move_to_device, unpack_batch
 from trainwright.training.checkpointing import read_resume_checkpoint
 from trainwright.training.context import StateContext
@@ -35,6 +38,7 @@ from trainwright.training.distributed_run import (
     sync_buffers,
 )
 from trainwright.training.evaluation import NO_EVENTS, evaluate, loss_results, test_events, validation_events
+from trainwright.training.experiment_dir import claim_experiment_dir
 from trainwright.training.losses import build_loss, split_loss_output
 from trainwright.training.metric_set import LossAverager, MetricSet
 from trainwright.training.params import resolve_training_params
@@ -67,10 +71,9 @@ class Trainer:
 
     def __init__(self, experiment_name: str, device=None, multi_gpu=None,
                  ckpt_root_dir: str | os.PathLike | None = None):  # fmt: skip
-        if not isinstance(experiment_name, str) or not experiment_name.strip():
-            raise ValueError(f"experiment_name must be a non-empty string, got {experiment_name!r}")
+        self.experiment_name = check_file_name("experiment_name", experiment_name)  # stays inside ckpt_root_dir
         _check_device_argument(device)
-        self.experiment_name = experiment_name
+        devices.resolve_device(device)  # a device this machine lacks (cuda without a GPU) is an error naming it
         self.ckpt_root_dir = os.fspath(ckpt_root_dir) if ckpt_root_dir is not None else os.path.abspath("checkpoints")
         self.experiment_dir = os.path.join(self.ckpt_root_dir, experiment_name)
         self.device = resolve_device(device, multi_gpu)
@@ -84,6 +87,7 @@ class Trainer:
         self.valid_metrics: dict[str, float] = {}
         self.best_metric: float | None = None
         self.interrupted = False
+        self.interrupt_signal: int | None = None  # the signal that interrupted the last training, if one did
 
     @property
     def checkpoints_dir_path(self) -> str:
@@ -124,11 +128,20 @@ class Trainer:
         callbacks, checkpointer, methods = build_callbacks(state, additional_configs_to_log)
         if resume is not None:
             checkpointer.restore(*resume)
-        open_sg_logger(state)  # the first file of the run, once nothing else can fail
         self.state, self.net, self.ema_model = state, state.net, state.ema
         self.valid_metrics, self.interrupted = {}, False
         self.callbacks, self.context = callbacks, StateContext(state, context_methods=methods)
         self.batch_context = self.context.batch_view()
+        # The directory is this run's alone while it trains (rank 0 writes); another run there is refused.
+        with claim_experiment_dir(self.experiment_dir) if state.is_main else contextlib.nullcontext():
+            open_sg_logger(state)  # the first file of the run, once nothing else can fail
+            self._run(state, callbacks)
+        self.best_metric, self.interrupt_signal = state.best_metric, state.interrupt_signal
+        return self.valid_metrics
+
+    def _run(self, state: TrainState, callbacks: CallbackHandler) -> None:
+        """The epochs; on_training_end always runs (also after an error or an interruption)."""
+        params = state.params
         try:
             callbacks.on_training_start(self.context)
             for epoch in range(state.epochs_done, params.max_epochs):
@@ -138,18 +151,23 @@ class Trainer:
                 self._train_epoch(epoch)
                 if state.validates(epoch):
                     self._validate()
-                state.epochs_done = epoch + 1
-                callbacks.on_epoch_end(self.context)
+                with interrupts_deferred():  # the epoch's files (checkpoints, results) are written as a whole
+                    state.epochs_done = epoch + 1
+                    callbacks.on_epoch_end(self.context)
                 state.stop_training = agree_on_stop(state.stop_training)
             self._validate_averaged_model()
         except KeyboardInterrupt:
             state.interrupted = self.interrupted = True
             logger.warning("Training interrupted at epoch %s, batch %s", _shown(state.epoch), state.batch.index)
         except Exception as err:
-            logger.exception("Training stopped by an error at epoch %s, batch %s", _shown(state.epoch), state.batch.index)
-            if is_distributed() and is_collective_failure(err):
-                raise as_peer_lost(err) from err
-            raise
+            if state.interrupt_signal is None:
+                logger.exception("Training stopped by an error at epoch %s, batch %s", _shown(state.epoch), state.batch.index)
+                if is_distributed() and is_collective_failure(err):
+                    raise as_peer_lost(err) from err
+                raise
+            # A second Ctrl-C raised inside a library call that turned it into an error of its own.
+            state.interrupted = self.interrupted = True
+            logger.warning("Training interrupted at epoch %s, batch %s", _shown(state.epoch), state.batch.index, exc_info=True)
         finally:
             try:
                 callbacks.on_training_end(self.context)
@@ -157,8 +175,6 @@ class Trainer:
                 self.net, self.ema_model = state.net, state.ema  # a callback may have replaced them (set_net, set_ema)
                 state.sg_logger.flush()
                 state.sg_logger.close()
-        self.best_metric = state.best_metric
-        return self.valid_metrics
 
     def _train_epoch(self, epoch: int) -> None:
         state, callbacks = self.state, self.callbacks

@@ -3,6 +3,7 @@
 from trainwright.training.policies.best_checkpoint import BestCheckpointKeeper
 from trainwright.training.policies.ema_update import EMAUpdate
 from trainwright.training.policies.epoch_checkpoints import EpochCheckpoints
+from trainwright.training.policies.interrupts import InterruptCheck
 from trainwright.training.policies.model_averaging import ModelAveraging
 from trainwright.training.policies.nan_guard import NaNGuard
 from trainwright.training.policies.pre_prediction import PrePrediction
@@ -14,6 +15,7 @@ __all__ = [
     "BestCheckpointKeeper",
     "EMAUpdate",
     "EpochCheckpoints",
+    "InterruptCheck",
     "ModelAveraging",
     "NaNGuard",
     "PreciseBN",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import math
 import operator
 from collections.abc import Callable, Mapping
 
 from trainwright.callbacks.base import Callback, PhaseContext
+from trainwright.logging import check_file_name
 from trainwright.training.checkpointing import Checkpointer
 from trainwright.training.state import TrainState
 
@@ -20,7 +22,8 @@ class BestCheckpointKeeper(Callback):
 
     metric_to_watch None means the first validation metric, or the first loss item when there is none (then
     lower is better whatever `greater_is_better` says); it is decided at the first validation and published
-    in `state.metric_to_watch`. After each validation it sets `state.new_best` and `state.best_metric`; at the
+    in `state.metric_to_watch`. After each validation it sets `state.new_best` and `state.best_metric` (a NaN or
+    infinite value is never the best: it is warned about with its epoch and the best so far stands); at the
     end of the epoch it writes the checkpoint (with the EMA weights as `net` when EMA is on) if `save`, and
     logs why it saved or not.
     """
@@ -32,7 +35,7 @@ class BestCheckpointKeeper(Callback):
         self.state = state
         self.checkpointer = checkpointer
         self.greater_is_better = bool(greater_is_better)
-        self.ckpt_best_name = ckpt_best_name
+        self.ckpt_best_name = check_file_name("training_params.ckpt_best_name", ckpt_best_name)
         self.save = save
         self._is_better: Callable[[float, float], bool] | None = None
         self._verdict = ""
@@ -48,7 +51,15 @@ class BestCheckpointKeeper(Callback):
         state = self.state
         results = state.metrics_dict
         name = self._watched(results)
-        value, best = results[name], state.best_metric
+        value, best = float(results[name]), state.best_metric
+        if best is not None and not math.isfinite(best):  # written by a version that let a NaN become the best
+            best = None
+        if not math.isfinite(value):
+            state.new_best = False
+            self._verdict = f"{name} is {value}: a NaN or infinite value never counts as the best; {self.ckpt_best_name} kept"
+            logger.warning("Epoch %d: %s is %s: a NaN or infinite value never counts as the best; %s kept",
+                           state.epoch + 1, name, value, self.ckpt_best_name)  # fmt: skip
+            return
         state.new_best = best is None or self._is_better(value, best)
         if state.new_best:
             state.best_metric = value
@@ -92,8 +103,8 @@ class BestCheckpointKeeper(Callback):
     # --- the reference's context methods, and resume ----------------------------------------------------------
 
     def set_ckpt_best_name(self, name: str) -> None:
-        """Write the best checkpoint under `name` from now on."""
-        self.ckpt_best_name = name
+        """Write the best checkpoint under `name` (a plain file name) from now on."""
+        self.ckpt_best_name = check_file_name("ckpt_best_name", name)
 
     def reset_best_metric(self) -> None:
         """Forget the best value: the next validation counts as an improvement."""

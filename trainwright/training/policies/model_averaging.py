@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from trainwright.callbacks.base import Callback, PhaseContext
 from trainwright.distributed import unwrap_model
 from trainwright.nn.checkpoint_keys import AVERAGE_CHECKPOINT, EMA_NET
@@ -37,6 +39,8 @@ class ModelAveraging(Callback):
         if self.averager is None:
             self.averager = BestModelsAverager(self.n, self.keeper.greater_is_better)
         value = state.valid_results[state.metric_to_watch]
+        if not math.isfinite(value):  # never among the best (the keeper warns)
+            return
         if not self.averager.update(unwrap_model(state.eval_net).state_dict(), value):
             return
         state.averaged_weights = self.averager.average()
