@@ -18,13 +18,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from trainwright.callbacks.base import Phase
-from trainwright.callbacks.stage_switch import YoloXTrainingStageSwitchCallback
 from trainwright.callbacks.visualization import DetectionVisualizationCallback
 from trainwright.config import raise_if_unused_params
 from trainwright.data import (
     COCODetectionDataset,
-    CrowdDetectionCollateFN,
-    DetectionCollateFN,
     ShapesConfig,
     ShapesDetectionDataset,
     build_detection_loader,
@@ -32,8 +29,8 @@ from trainwright.data import (
 from trainwright.data.transforms import detection_train_transforms, detection_val_transforms
 from trainwright.metrics.detection import DetectionMetrics_050, DetectionMetrics_050_095
 from trainwright.models import get_model
-from trainwright.models.detection.postprocess import YoloXPostPredictionCallback
 from trainwright.recipes import RecipeError
+from trainwright.recipes.architectures import family_of
 from trainwright.training.params import DEFAULT_TRAINING_PARAMS
 
 __all__ = ["DetectionRecipe", "DetectionRun", "VISUALIZATION_CONF", "read_detection_recipe", "build_detection_run",
@@ -66,6 +63,7 @@ class DetectionRecipe:
     postprocess: dict
     visualization: dict
     training_params: dict = field(default_factory=dict)
+    family_params: dict = field(default_factory=dict)  # the model family's own keys (recipes.architectures)
 
 
 @dataclass
@@ -162,6 +160,7 @@ def read_detection_recipe(recipe: DictConfig | Mapping) -> DetectionRecipe:
                            "num_images": int(visualization.get("num_images", 8)),
                            "conf": float(visualization.get("conf", VISUALIZATION_CONF))},
             training_params=_read_training_params(_section(cfg, "training_params")),
+            family_params=family_of(_required(model, "model", "architecture")).read_params(cfg),
         )
     return spec
 
@@ -180,13 +179,16 @@ def build_datasets(spec: DetectionRecipe) -> tuple[COCODetectionDataset, COCODet
     augmentation = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.augmentation.items()}
     train_tf, val_tf = detection_train_transforms(size, **augmentation), detection_val_transforms(size)
     common = {"input_size": size, "cache_images": data["cache_images"]}
+    train_crowd = family_of(spec.architecture).train_with_crowd
     if data["type"] == "shapes":
         gen = data["generation"]
-        train = ShapesDetectionDataset("train", root=data["root"], transforms=train_tf, **common, **gen)
+        train = ShapesDetectionDataset("train", root=data["root"], transforms=train_tf, with_crowd=train_crowd,
+                                       **common, **gen)
         valid = ShapesDetectionDataset("val", root=data["root"], transforms=val_tf, with_crowd=True, **common, **gen)
     else:
         train = COCODetectionDataset(data["train_images_dir"], data["train_annotations"], transforms=train_tf,
-                                     ignore_empty_annotations=data["ignore_empty_annotations"], **common)
+                                     ignore_empty_annotations=data["ignore_empty_annotations"],
+                                     with_crowd=train_crowd, **common)
         valid = COCODetectionDataset(data["val_images_dir"], data["val_annotations"], transforms=val_tf,
                                      with_crowd=True, **common)
     if train.class_names != valid.class_names:
@@ -205,28 +207,27 @@ def build_detection_run(spec: DetectionRecipe) -> DetectionRun:
     train, valid = build_datasets(spec)
     names = list(train.class_names)
     seed = spec.training_params.get("seed", DEFAULT_TRAINING_PARAMS["seed"])
+    family = family_of(spec.architecture)
+    train_collate, valid_collate = family.collate_fns(spec.family_params)
     train_loader = build_detection_loader(_limit(train, spec.dataset["max_train_images"]), shuffle=True,
-                                          drop_last=True, collate_fn=DetectionCollateFN(), seed=seed,
+                                          drop_last=True, collate_fn=train_collate, seed=seed,
                                           device=spec.device, **spec.train_loader)
     valid_loader = build_detection_loader(_limit(valid, spec.dataset["max_valid_images"]),
-                                          collate_fn=CrowdDetectionCollateFN(), device=spec.device,
+                                          collate_fn=valid_collate, device=spec.device,
                                           **spec.valid_loader)
     if len(train_loader) == 0:
         raise RecipeError(f"the training set has {len(train_loader.dataset)} images, fewer than one batch of "
                           f"train_dataloader.batch_size={spec.train_loader['batch_size']}")
     model = get_model(spec.architecture, num_classes=len(names), **spec.arch_params)
-    post = YoloXPostPredictionCallback(**spec.postprocess)
-    callbacks = []
-    if spec.mosaic_off_epoch is not None:
-        callbacks.append(YoloXTrainingStageSwitchCallback(int(spec.mosaic_off_epoch)))
+    post = family.post_prediction(spec.postprocess)
+    callbacks = family.stage_callbacks(spec.mosaic_off_epoch, spec.family_params)
     if spec.visualization["freq"] > 0:
         callbacks.append(DetectionVisualizationCallback(
             Phase.VALIDATION_BATCH_END, spec.visualization["freq"],
-            YoloXPostPredictionCallback(**{**spec.postprocess, "conf": spec.visualization["conf"]}), names,
+            family.post_prediction({**spec.postprocess, "conf": spec.visualization["conf"]}), names,
             last_img_idx_in_batch=spec.visualization["num_images"], save_images=True))
     params: dict[str, Any] = dict(spec.training_params)
-    params["criterion_params"] = {"num_classes": len(names), "strides": list(model.strides),
-                                  **params.get("criterion_params", {})}
+    params["criterion_params"] = {**family.criterion_params(model, len(names)), **params.get("criterion_params", {})}
     params["valid_metrics_list"] = [
         DetectionMetrics_050(len(names), post, normalize_targets=True, class_names=names),
         DetectionMetrics_050_095(len(names), post, normalize_targets=True, class_names=names),
