@@ -7,7 +7,7 @@ from trainwright.callbacks.stage_switch import YoloXTrainingStageSwitchCallback
 from trainwright.data import CrowdDetectionCollateFN, CrowdDetectionPPYoloECollateFN, DetectionCollateFN
 from trainwright.models.detection.postprocess import YoloXPostPredictionCallback
 from trainwright.models.detection.ppyoloe_postprocess import PPYoloEPostPredictionCallback
-from trainwright.recipes import RecipeError, load_recipe
+from trainwright.recipes import RecipeError, list_recipes, load_recipe
 from trainwright.recipes.architectures import PPYoloEFamily, YoloXFamily, family_of
 from trainwright.recipes.detection import build_detection_run, read_detection_recipe
 
@@ -64,10 +64,33 @@ def test_yolox_run_keeps_its_pieces(tmp_path):
                       YoloXPostPredictionCallback)
 
 
-@pytest.mark.parametrize("override", ["train_dataloader.random_resize_modes=[7]",
-                                      "train_dataloader.random_resize_sizes=[[64,40]]",
-                                      "training_params.static_assigner_end_epoch=1.5"])
-def test_bad_ppyoloe_keys_are_named(override):
-    key = override.split("=")[0].split(".")[-1]
-    with pytest.raises(RecipeError, match=key):
+@pytest.mark.parametrize("override, message", [
+    ("train_dataloader.random_resize_modes=[7]", "random_resize_modes must be OpenCV interpolation flags 0..4"),
+    ("train_dataloader.random_resize_sizes=[50]", "random_resize_sizes: 50 is not a positive multiple of 32"),
+    ("train_dataloader.random_resize_sizes=[[64,40]]", r"random_resize_sizes: \[64, 40\] is not a positive multiple"),
+    ("training_params.static_assigner_end_epoch=1.5", "static_assigner_end_epoch must be an integer >= 0, got 1.5"),
+    ("training_params.static_assigner_end_epoch=-1", "static_assigner_end_epoch must be an integer >= 0, got -1"),
+])
+def test_bad_ppyoloe_keys_are_named(override, message):
+    with pytest.raises(RecipeError, match=message):
         read_detection_recipe(load_recipe("ppyoloe_s_shapes", [override]))
+
+
+def test_yolox_settings_are_refused_in_a_ppyoloe_run(tmp_path):
+    with pytest.raises(RecipeError, match="postprocess.with_confidence is a YOLOX setting"):
+        read_detection_recipe(load_recipe("ppyoloe_s_shapes", ["postprocess.with_confidence=true"]))
+    with pytest.raises(RecipeError, match="mosaic_off_epoch=4 is a YOLOX stage"):
+        read_detection_recipe(load_recipe("ppyoloe_s_shapes", ["augmentation.mosaic_off_epoch=4"]))
+    with pytest.raises(RecipeError, match="postprocess.with_confidence is a YOLOX setting"):
+        PPYoloEFamily().post_prediction({"conf": 0.1, "with_confidence": False})  # a checkpoint's settings
+
+
+def test_a_ppyoloe_key_in_a_yolox_recipe_is_reported_unused():
+    with pytest.raises(Exception, match="training_params.static_assigner_end_epoch"):
+        read_detection_recipe(load_recipe("yolox_n_shapes", ["training_params.static_assigner_end_epoch=1"]))
+    with pytest.raises(Exception, match="train_dataloader.random_resize_sizes"):
+        read_detection_recipe(load_recipe("yolox_n_shapes", ["train_dataloader.random_resize_sizes=[64]"]))
+
+
+def test_shipped_ppyoloe_recipes_are_listed():
+    assert {"ppyoloe_s_shapes", "coco_ppyoloe"} <= set(list_recipes())

@@ -67,6 +67,10 @@ class PPYoloEFamily(DetectorFamily):
     def read_params(self, cfg: Mapping) -> dict:
         params: dict[str, Any] = {"static_assigner_end_epoch": None, "random_resize_sizes": None,
                                   "random_resize_modes": None}
+        # YOLOX settings fail here, before any data is generated or loaded.
+        self.stage_callbacks((cfg.get("augmentation") or {}).get("mosaic_off_epoch"), {})
+        if (cfg.get("postprocess") or {}).get("with_confidence") is not None:
+            self.post_prediction({"with_confidence": True})
         training = cfg.get("training_params") or {}
         if training.get("static_assigner_end_epoch") is not None:
             epoch = training["static_assigner_end_epoch"]
