@@ -15,6 +15,7 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 SIZE = (64, 64)
+pytestmark = pytest.mark.slow  # three ONNX exports of PP-YOLOE, each checked in onnxruntime
 
 
 def lively_ppyoloe(seed: int = 0):
