@@ -96,6 +96,16 @@ def test_training_stops_after_patience_epochs_through_the_trainer(tmp_path):
     Trainer("early", ckpt_root_dir=tmp_path, device="cpu").train(ConstantModel(), params, loader, loader)
     with open(tmp_path / "early" / "results.csv", newline="") as f:
         epochs = [row["epoch"] for row in csv.DictReader(f)]
-    # lr 0: epoch 0 sets the best, epochs 1 and 2 do not improve -> the run ends after epoch 2
-    assert epochs == ["0", "1", "2"]
+    # lr 0: epoch 1 sets the best, epochs 2 and 3 do not improve -> the run ends after epoch 3
+    assert epochs == ["1", "2", "3"]
     assert stop.should_stop and stop.wait_count == 2
+
+
+def test_state_survives_a_resume():
+    stop = EarlyStop(Phase.VALIDATION_EPOCH_END, monitor="mAP", mode="max", patience=3)
+    for value in (0.5, 0.4, 0.3):
+        stop._check_for_early_stop(value)
+    again = EarlyStop(Phase.VALIDATION_EPOCH_END, monitor="mAP", mode="max", patience=3)
+    again.load_state_dict(stop.state_dict())
+    assert again.best_score == 0.5 and again.wait_count == 2
+    assert again._check_for_early_stop(0.45)[1]  # the third check without improvement stops

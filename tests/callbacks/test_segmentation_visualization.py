@@ -3,7 +3,10 @@ import pytest
 import torch
 
 from trainwright.callbacks.base import Phase, PhaseContext
-from trainwright.callbacks.segmentation_visualization import BinarySegmentationVisualizationCallback
+from trainwright.callbacks.segmentation_visualization import (
+    BinarySegmentationVisualizationCallback,
+    binary_segmentation_panels,
+)
 
 
 class Recorder:
@@ -39,7 +42,7 @@ def test_panels_show_input_prediction_and_truth():
     inputs, logits, target = _batch()
     cb.on_validation_batch_end(_context(0, 0, logger))
     tag, images, data_format, step = logger.calls[0]
-    assert (tag, data_format, step) == ("VALIDATION_BATCH_END_segmentation_batch_0", "NHWC", 0)
+    assert (tag, data_format, step) == ("VALIDATION_BATCH_END_segmentation_batch_0", "NHWC", 1)  # 1-based epoch
     assert images.shape == (3, H, 3 * W, 3) and images.dtype == np.uint8
     np.testing.assert_array_equal(images[:, :, :W], np.broadcast_to([0, 150, 0], (3, H, W, 3)))
     pred_white = (torch.sigmoid(logits[:, 0]) > 0.5).numpy()
@@ -67,7 +70,7 @@ def test_every_freq_epochs_on_its_batch_only():
         for batch_idx in range(3):
             cb.on_validation_batch_end(_context(epoch, batch_idx, logger))
         cb.on_train_batch_loss_end(_context(epoch, 1, logger))
-    assert [c[3] for c in logger.calls] == [0, 2, 4]
+    assert [c[3] for c in logger.calls] == [1, 3, 5]
     assert logger.calls[0][0] == "VALIDATION_BATCH_END_segmentation_batch_1"
 
 
@@ -76,8 +79,20 @@ def test_bad_arguments_and_shapes():
         BinarySegmentationVisualizationCallback(Phase.VALIDATION_BATCH_END, 0)
     with pytest.raises(ValueError, match="last_img_idx_in_batch"):
         BinarySegmentationVisualizationCallback(Phase.VALIDATION_BATCH_END, 1, last_img_idx_in_batch=0)
-    cb = BinarySegmentationVisualizationCallback(Phase.VALIDATION_BATCH_END, 1)
+    inputs, logits, target = _batch()
     with pytest.raises(ValueError, match="preds"):
-        cb(_context(0, 0, Recorder(), preds=torch.zeros(3, 2, H, W)))
+        binary_segmentation_panels(inputs, torch.zeros(3, 2, H, W), target)
     with pytest.raises(ValueError, match="target"):
-        cb(_context(0, 0, Recorder(), target=torch.zeros(3, H, W + 1)))
+        binary_segmentation_panels(inputs, logits, torch.zeros(3, H, W + 1))
+
+
+def test_a_drawing_that_fails_is_logged_once_and_training_goes_on(caplog):
+    cb = BinarySegmentationVisualizationCallback(Phase.VALIDATION_BATCH_END, 1)
+    logger = Recorder()
+    with caplog.at_level("WARNING", logger="trainwright"):
+        for epoch in range(3):
+            cb(_context(epoch, 0, logger, preds=torch.zeros(3, 2, H, W)))
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "segmentation drawings" in warnings[0].getMessage()
+    assert "preds must be logits" in warnings[0].getMessage()
+    assert logger.calls == [] and cb.drawing_output.failures == 3

@@ -34,7 +34,7 @@ def test_logs_every_freq_epochs_on_its_batch_only():
     for epoch in range(4):
         for batch_idx in range(3):
             cb.on_validation_batch_end(_context(epoch, batch_idx, logger))
-    assert [c[3] for c in logger.calls] == [0, 2]
+    assert [c[3] for c in logger.calls] == [1, 3]  # TensorBoard steps: 1-based epochs
     tag, images, data_format, _ = logger.calls[0]
     assert tag == "VALIDATION_BATCH_END_detection_batch_1" and data_format == "NHWC"
     assert images.shape == (3, 32, 48, 3) and images.dtype == np.uint8
@@ -47,7 +47,7 @@ def test_last_img_idx_and_saved_images(tmp_path):
                                         save_images=True)
     cb(_context(3, 0, logger, str(tmp_path)))
     assert logger.calls[0][1].shape == (2, 32, 48, 3)
-    assert sorted(p.name for p in (tmp_path / "visualizations").iterdir()) == ["epoch_003_0.jpg", "epoch_003_1.jpg"]
+    assert sorted(p.name for p in (tmp_path / "visualizations").iterdir()) == ["epoch_004_0.jpg", "epoch_004_1.jpg"]
 
 
 def test_other_phases_do_not_fire():
@@ -62,3 +62,29 @@ def test_bad_arguments():
         DetectionVisualizationCallback(Phase.VALIDATION_BATCH_END, 0, identity_post, ["x"])
     with pytest.raises(ValueError, match="last_img_idx_in_batch"):
         DetectionVisualizationCallback(Phase.VALIDATION_BATCH_END, 1, identity_post, ["x"], last_img_idx_in_batch=0)
+
+
+class FailingLogger(Recorder):
+    def add_images(self, tag, images, data_format="NCHW", global_step=None):
+        raise OSError("No space left on device")
+
+
+def test_huge_and_infinite_predicted_boxes_are_drawn_clipped(tmp_path):
+    """An untrained or diverged model predicts boxes far beyond int32 (or inf): the drawing must not fail."""
+    cb = DetectionVisualizationCallback("VALIDATION_BATCH_END", 1, identity_post, ["x", "y"], save_images=True)
+    context = _context(0, 0, Recorder(), str(tmp_path))
+    context.preds = [torch.tensor([[-1e12, -1e12, 1e12, 1e12, 0.9, 0], [4.0, 4, float("inf"), 20, 0.8, 1],
+                                   [float("nan"), 1, 2, 3, 0.7, 0], [5.0, 5, 9, 9, float("nan"), 1]]), None, None]
+    cb(context)
+    assert cb.drawing_output.failures == 0
+    assert sorted(p.name for p in (tmp_path / "visualizations").iterdir()) == [f"epoch_001_{i}.jpg" for i in range(3)]
+
+
+def test_a_failing_tensorboard_write_is_logged_once_and_the_jpegs_still_written(tmp_path, caplog):
+    cb = DetectionVisualizationCallback("VALIDATION_BATCH_END", 1, identity_post, ["x", "y"], save_images=True)
+    with caplog.at_level("WARNING", logger="trainwright"):
+        for epoch in range(2):
+            cb(_context(epoch, 0, FailingLogger(), str(tmp_path)))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "TensorBoard images" in warnings[0] and "No space left on device" in warnings[0]
+    assert len(list((tmp_path / "visualizations").iterdir())) == 6 and cb.tensorboard_output.failures == 2

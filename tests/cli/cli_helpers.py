@@ -10,12 +10,13 @@ def tiny_run_overrides(root, name: str = "run") -> list[str]:
     """Overrides that make any detection recipe train for one epoch of two 64x64 batches, in seconds."""
     return [
         f"ckpt_root_dir={root / 'checkpoints'}", f"experiment_name={name}", "dataset.input_size=[64,64]",
-        "dataset.cache_images=false", "model.architecture=yolox_n",
+        "dataset.cache_images=false", "model.architecture=yolox_n", "model.pretrained_weights=null",
         "augmentation.mosaic_prob=0.5", "augmentation.mosaic_off_epoch=null",
         "train_dataloader.batch_size=4", "train_dataloader.num_workers=0",
         "valid_dataloader.batch_size=4", "valid_dataloader.num_workers=0",
         "visualization.freq=1", "visualization.num_images=2",
         "training_params.max_epochs=1", "training_params.max_train_batches=2", "training_params.lr_warmup_epochs=0",
+        "training_params.lr_cooldown_epochs=0",
         "training_params.ema_params.decay=0.9",
     ]
 

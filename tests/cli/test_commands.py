@@ -47,18 +47,24 @@ def test_train_writes_the_experiment_directory(shapes_run):
     for name in ("ckpt_best.pth", "ckpt_latest.pth", "results.csv", "curves.png", "recipe.yaml", "train_log.txt"):
         assert (experiment / name).is_file(), name
     assert list(experiment.glob("events.out.tfevents.*"))
-    assert sorted(p.name for p in (experiment / "visualizations").iterdir()) == ["epoch_000_0.jpg", "epoch_000_1.jpg"]
+    assert sorted(p.name for p in (experiment / "visualizations").iterdir()) == ["epoch_001_0.jpg", "epoch_001_1.jpg"]
     assert (experiment / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open(experiment / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 1 and rows[0]["epoch"] == "0"
-    for column in ("lr", "mAP@0.50", "mAP@0.50:0.95", "YoloXDetectionLoss/iou", "valid/YoloXDetectionLoss/iou"):
+    assert len(rows) == 1 and rows[0]["epoch"] == "1"  # 1-based, as in the table
+    for column in ("lr", "Precision@0.50", "Recall@0.50", "mAP@0.50", "mAP@0.50:0.95", "NonFinitePredictions",
+                   "YoloXDetectionLoss/iou", "valid/YoloXDetectionLoss/iou"):
         assert column in rows[0], column
-    # the per-epoch table: a header with loss parts, both mAPs, lr and time, and one row
+    # the per-epoch table: a header with loss parts, precision, recall, both mAPs, lr and time, and one row
     header = next(line for line in out.splitlines() if line.split()[:1] == ["epoch"])
-    assert header.split() == ["epoch", "iou", "obj", "cls", "l1", "Loss", "mAP@0.50", "mAP@0.50:0.95", "lr", "time"]
+    assert header.split() == ["epoch", "iou", "obj", "cls", "l1", "Loss", "P@0.50", "R@0.50", "mAP@0.50",
+                              "mAP@0.50:0.95", "lr", "time", "best"]
     row = out.splitlines()[out.splitlines().index(header) + 1].split()
-    assert row[0] == "1" and float(row[6]) == pytest.approx(float(rows[0]["mAP@0.50"]), abs=1e-4)
+    assert row[0] == "1" and float(row[8]) == pytest.approx(float(rows[0]["mAP@0.50"]), abs=1e-4)
+    assert float(row[6]) == pytest.approx(float(rows[0]["Precision@0.50"]), abs=1e-4) and row[-1] == "*"
+    # the summary: the best epoch and why, the per-class table of ckpt_best on the validation images
+    assert "best epoch 1/1: mAP@0.50 " in out and "the highest of 1 validation(s)" in out
+    assert "per class, ckpt_best.pth on the 6 validation images:" in out
     # the table replaced the Trainer's own progress bar and epoch line
     assert "epoch 1/1 train" in err and "Train epoch" not in err and "Epoch 1/1 |" not in out
 

@@ -34,7 +34,7 @@ def test_detection_recipe_on_two_processes_writes_each_file_once_and_evaluates(t
     assert result.stdout.strip().splitlines()[-1] == str(experiment)
     assert result.stdout.count("recipe yolox_n_shapes") == 1 and result.stdout.count(str(experiment)) == 2
     with open(experiment / "results.csv", newline="") as f:
-        assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1"]  # one row per epoch, no duplicates
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]  # one row per epoch (1-based), no duplicates
     files = os.listdir(experiment)
     assert sum(name.startswith("events.out.tfevents") for name in files) == 1
     assert {"ckpt_best.pth", "ckpt_latest.pth", "recipe.yaml", "train_log.txt", "curves.png"} <= set(files)

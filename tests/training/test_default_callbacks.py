@@ -68,7 +68,8 @@ def test_a_progress_reporter_among_the_phase_callbacks_replaces_the_progress_bar
 def test_the_progress_bar_shows_the_passes_and_one_line_per_epoch(tmp_path, loaders, capsys):
     Trainer("bar", "cpu", ckpt_root_dir=tmp_path).train(tiny_model(), base_params(max_epochs=2, silent_mode=False), *loaders)
     captured = capsys.readouterr()
-    assert "Train epoch 0" in captured.err and "Validation epoch 1" in captured.err
+    assert "Train epoch 2" in captured.err and "Validation epoch 2" in captured.err  # 1-based epochs
+    assert "Train epoch 0" not in captured.err and "Validation epoch 0" not in captured.err
     summary = [line for line in captured.out.splitlines() if line.startswith("Epoch ")]
     assert [line.split(" | ")[0] for line in summary] == ["Epoch 1/2", "Epoch 2/2"]
 

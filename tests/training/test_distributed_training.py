@@ -108,4 +108,4 @@ def test_rank_0_alone_writes_the_files_of_a_run(runs):
     assert listing("ddp_straight") == listing("one_straight")
     assert listing("ddp_straight").count("events") == 1
     rows = (root / "ddp_straight" / "results.csv").read_text().strip().splitlines()
-    assert [row.split(",")[0] for row in rows[1:]] == ["0", "1", "2"]
+    assert [row.split(",")[0] for row in rows[1:]] == ["1", "2", "3"]  # 1-based, as in the table

@@ -58,7 +58,7 @@ def test_results_csv_keeps_rows_before_the_resumed_epoch(tmp_path):
     trainer.train(tiny_model(), params(phase_callbacks=[StopBeforeEpoch(2)]), *make_loaders())
     Trainer("csv", "cpu", ckpt_root_dir=tmp_path).train(tiny_model(), params(resume=True), *make_loaders())
     lines = (tmp_path / "csv" / "results.csv").read_text().splitlines()
-    assert [line.split(",")[0] for line in lines[1:]] == ["0", "1", "2", "3"]
+    assert [line.split(",")[0] for line in lines[1:]] == ["1", "2", "3", "4"]  # 1-based epochs
 
 
 def _order(loader):

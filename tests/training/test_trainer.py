@@ -130,7 +130,7 @@ def test_experiment_directory_outputs(tmp_path, loaders):
     assert torch.load(exp / "ckpt_epoch_2.pth", weights_only=True)["epoch"] == 2
     with open(exp / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["epoch"] for r in rows] == ["0", "1", "2"]
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]  # 1-based, as on the console and in ckpt_epoch_N
     assert set(rows[0]) == {
         "epoch",
         "lr",

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainwright.visualization import DetectionVisualization, class_colors, undo_image_preprocessing
+from trainwright.visualization import DetectionVisualization, class_colors, drawable_boxes, undo_image_preprocessing
 
 
 def test_undo_image_preprocessing_layout_and_scale():
@@ -75,3 +75,29 @@ def test_unknown_class_index_is_drawn_as_its_number():
     out = DetectionVisualization.visualize_batch(images, [torch.tensor([[5.0, 5, 20, 20, 0.5, 9]]), None], None, "b",
                                                  ["a"])
     assert out[0].shape == (40, 60, 3)
+
+
+def test_drawable_boxes_clips_to_the_canvas_and_skips_non_finite_ones():
+    inf, nan = float("inf"), float("nan")
+    boxes = np.array([[-1e12, -1e12, 1e12, 1e12],  # covers the canvas: clipped to its border
+                      [30, 20, 10, 5],  # corners in the other order
+                      [5, 5, inf, 8], [nan, 1, 2, 3],  # not finite: skipped
+                      [100, 100, 200, 200], [-50, -50, -10, -10],  # wholly outside: skipped
+                      [2.4, 3.6, 2e9, 7]])  # beyond int32 on one side
+    kept_boxes, kept = drawable_boxes(boxes, 40, 60)
+    assert kept.tolist() == [True, True, False, False, False, False, True]
+    assert kept_boxes.dtype == np.int32
+    assert kept_boxes.tolist() == [[0, 0, 59, 39], [10, 5, 30, 20], [2, 4, 59, 7]]
+    assert drawable_boxes(np.zeros((0, 4)), 40, 60)[0].shape == (0, 4)
+
+
+def test_visualize_batch_with_huge_infinite_and_nan_predictions():
+    """Early in training or after divergence boxes reach 1e12 or inf: they are clipped or skipped, never fatal."""
+    images = torch.full((1, 3, 40, 60), 50.0)
+    preds = [torch.tensor([[-1e12, -1e12, 1e12, 1e12, 0.9, 0], [1e12, 5, 2e12, 9, 0.8, 0],
+                           [5, 5, float("inf"), 9, 0.8, 0], [5, 5, 9, 9, float("nan"), 0]])]
+    targets = torch.tensor([[0, 1, 30, 20, 1e13, 1e13]])
+    out = DetectionVisualization.visualize_batch(images, preds, targets, "b", ["a", "b"], gt_alpha=1.0)
+    color = class_colors(2)[0]
+    np.testing.assert_array_equal(out[0][20, 0], color)  # the huge box's left edge, clipped to the border
+    np.testing.assert_array_equal(out[0][20, 30], [50, 50, 50])

@@ -123,6 +123,14 @@ class EarlyStop(PhaseCallback):
             return f"{reason}; best {self.best_score:.4g}: stopping", True
         return reason, False
 
+    def state_dict(self) -> dict:
+        """The best score and the checks without improvement, so a resumed run keeps counting."""
+        return {"best_score": float(self.best_score), "wait_count": int(self.wait_count)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.best_score = float(state_dict["best_score"])
+        self.wait_count = int(state_dict["wait_count"])
+
     def __repr__(self) -> str:
         return (f"EarlyStop(phase={self.phase.name}, monitor={self.monitor_key!r}, mode={self.mode!r}, "
                 f"patience={self.patience})")

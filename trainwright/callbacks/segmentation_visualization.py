@@ -57,4 +57,4 @@ class BinarySegmentationVisualizationCallback(BatchVisualizationCallback):
             return
         preds = context.preds[0] if isinstance(context.preds, (tuple, list)) else context.preds
         panels = binary_segmentation_panels(context.inputs[:stop], preds[:stop], context.target[:stop])
-        context.sg_logger.add_images(tag=self.tag, images=panels, data_format="NHWC", global_step=context.epoch)
+        self.log_images(context, panels)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 
 import torch
+from torch.utils.data import Subset
 
 from trainwright.cli.evaluation_outputs import (
     check_not_inputs,
@@ -17,7 +19,7 @@ from trainwright.cli.evaluation_outputs import (
     write_files,
 )
 from trainwright.cli.inference import CheckpointModel, checkpoint_postprocess, load_checkpoint_model, to_original_pixels
-from trainwright.data import COCODetectionDataset, build_detection_loader
+from trainwright.data import COCODetectionDataset, CrowdDetectionCollateFN, build_detection_loader
 from trainwright.data.transforms import detection_val_transforms
 from trainwright.metrics.coco import COCO_STAT_NAMES, coco_evaluation
 from trainwright.metrics.per_class import per_class_metrics
@@ -51,16 +53,20 @@ def _dataset_paths(cm: CheckpointModel, images: str | None, annotations: str | N
 
 
 @torch.no_grad()
-def predict_coco_detections(cm: CheckpointModel, dataset: COCODetectionDataset, batch_size: int = 16) -> list[dict]:
-    """COCO result dicts (image_id, category_id, bbox xywh in original pixels, score) for every dataset image,
-    after the checkpoint's NMS (the one behind its validation mAP)."""
+def predict_coco_detections(cm: CheckpointModel, dataset: COCODetectionDataset, batch_size: int = 16,
+                            indices: Sequence[int] | None = None) -> list[dict]:
+    """COCO result dicts (image_id, category_id, bbox xywh in original pixels, score) for every dataset image
+    (those at `indices` when given), after the checkpoint's NMS (the one behind its validation mAP)."""
     post = checkpoint_postprocess(cm)
-    loader = build_detection_loader(dataset, batch_size, num_workers=0, device=cm.device)
+    order = list(range(len(dataset))) if indices is None else list(indices)
+    collate = CrowdDetectionCollateFN() if getattr(dataset, "with_crowd", False) else None  # a validation split's
+    loader = build_detection_loader(Subset(dataset, order), batch_size, num_workers=0, device=cm.device,
+                                    collate_fn=collate)
     category_ids = torch.tensor(cm.category_ids)
     detections, index = [], 0
     for batch in loader:
         for rows in post(cm.model(batch[0].to(cm.device)), device="cpu"):
-            record = dataset.records[index]
+            record = dataset.records[order[index]]
             index += 1
             if rows is None:
                 continue

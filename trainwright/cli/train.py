@@ -8,9 +8,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from trainwright.cli.report import CURVES_FILE, TrainingReport
-from trainwright.logging import RESULTS_CSV, TEXT_LOG, atomic_write
-from trainwright.nn.checkpoint_keys import BEST_CHECKPOINT, LATEST_CHECKPOINT
+from trainwright.cli.report import TrainingReport
+from trainwright.logging import atomic_write
 from trainwright.recipes import DEFAULT_RECIPE, RecipeError, load_recipe
 from trainwright.recipes.detection import build_detection_run, read_detection_recipe
 
@@ -92,14 +91,6 @@ def _leave_process_group() -> None:
 
 
 def _print_summary(trainer, results: dict, experiment_dir: Path, seconds: float) -> None:
-    final = ", ".join(f"{k} {results[k]:.4f}" for k in ("mAP@0.50", "mAP@0.50:0.95") if k in results)
-    print(f"done in {seconds / 60:.1f} min" + (" (interrupted)" if trainer.interrupted else "")
-          + (f"; last validation: {final}" if final else "")
-          + (f"; best {trainer.state.metric_to_watch} {trainer.best_metric:.4f}" if trainer.best_metric is not None
-             else ""))
-    files = [("checkpoints", f"{BEST_CHECKPOINT}, {LATEST_CHECKPOINT}"), ("per-epoch results", RESULTS_CSV),
-             ("loss and mAP curves", CURVES_FILE), ("predictions drawn", "visualizations/"),
-             ("TensorBoard", f"tensorboard --logdir {experiment_dir}"), ("resolved recipe", "recipe.yaml"),
-             ("log", TEXT_LOG)]
-    for what, where in files:
-        print(f"  {what:<20} {where}")
+    from trainwright.cli.train_summary import print_training_summary
+
+    print_training_summary(trainer, results, experiment_dir, seconds)

@@ -12,6 +12,7 @@ from trainwright.metrics.detection import (
     get_top_k_idx_per_cls,
 )
 from trainwright.metrics.iou_threshold import IouThreshold
+from trainwright.metrics.non_finite import NonFinitePredictions
 
 __all__ = [
     "coco_evaluate",
@@ -19,6 +20,7 @@ __all__ = [
     "DetectionMetrics_050",
     "DetectionMetrics_050_095",
     "IouThreshold",
+    "NonFinitePredictions",
     "compute_detection_matching",
     "compute_detection_metrics",
     "compute_detection_metrics_per_cls",

@@ -47,6 +47,11 @@ __all__ = ["Trainer"]
 logger = logging.getLogger("trainwright")
 
 
+def _shown(epoch: int | None) -> int | None:
+    """The 1-based epoch number users see for the 0-based loop index."""
+    return None if epoch is None else epoch + 1
+
+
 class Trainer:
     """Trains and evaluates a model; files go to `experiment_dir` = `ckpt_root_dir/experiment_name/`.
 
@@ -128,7 +133,7 @@ class Trainer:
             callbacks.on_training_start(self.context)
             for epoch in range(state.epochs_done, params.max_epochs):
                 if state.stop_training:
-                    logger.info("A callback asked to stop training before epoch %d", epoch)
+                    logger.info("A callback asked to stop training before epoch %d", epoch + 1)
                     break
                 self._train_epoch(epoch)
                 if state.validates(epoch):
@@ -139,9 +144,9 @@ class Trainer:
             self._validate_averaged_model()
         except KeyboardInterrupt:
             state.interrupted = self.interrupted = True
-            logger.warning("Training interrupted at epoch %s, batch %s", state.epoch, state.batch.index)
+            logger.warning("Training interrupted at epoch %s, batch %s", _shown(state.epoch), state.batch.index)
         except Exception as err:
-            logger.exception("Training stopped by an error at epoch %s, batch %s", state.epoch, state.batch.index)
+            logger.exception("Training stopped by an error at epoch %s, batch %s", _shown(state.epoch), state.batch.index)
             if is_distributed() and is_collective_failure(err):
                 raise as_peer_lost(err) from err
             raise

@@ -36,12 +36,30 @@ def class_colors(num_classes: int) -> list[tuple[int, int, int]]:
     return [tuple(int(c) for c in bgr) for bgr in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0]]
 
 
-def _draw_box(image: np.ndarray, box, color, label: str, thickness: int) -> None:
-    # Clipped just outside the canvas: an untrained model's huge boxes stay drawable (OpenCV takes int32 points).
-    height, width = image.shape[:2]
-    limits = np.array([width, height, width, height], dtype=np.float64) + 1.0
-    coords = np.clip(np.nan_to_num(np.asarray(box, dtype=np.float64), nan=-1.0), -1.0, limits)
-    x1, y1, x2, y2 = (int(round(v)) for v in coords)
+def drawable_boxes(boxes: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The boxes that can be drawn on a height x width canvas, clipped to it, as integer pixels.
+
+    A box with a non-finite coordinate, or lying wholly outside the canvas, is left out; the others are
+    clipped to the canvas, so coordinates stay small whatever the model predicted (OpenCV takes int32 only).
+
+    Args:
+        boxes (ndarray[N, 4]): x1, y1, x2, y2 in canvas pixels (any order of the corners).
+    Returns:
+        (ndarray[M, 4] int32 x1, y1, x2, y2 with x1 <= x2, y1 <= y2, ndarray[N] bool: which boxes were kept)
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    finite = np.isfinite(boxes).all(axis=1)
+    safe = np.where(finite[:, None], boxes, 0.0)
+    low, high = np.minimum(safe[:, :2], safe[:, 2:]), np.maximum(safe[:, :2], safe[:, 2:])
+    limit = np.array([width - 1, height - 1], dtype=np.float64)
+    keep = finite & (high >= 0).all(axis=1) & (low <= limit).all(axis=1)
+    clipped = np.concatenate([np.clip(low, 0, limit), np.clip(high, 0, limit)], axis=1)[keep]
+    return np.rint(clipped).astype(np.int32), keep
+
+
+def _draw_box(image: np.ndarray, box: np.ndarray, color, label: str, thickness: int) -> None:
+    """Draw one integer box [4] (inside the image, see drawable_boxes) with its label above it."""
+    x1, y1, x2, y2 = (int(v) for v in box)
     cv2.rectangle(image, (x1, y1), (x2, y2), color, thickness)
     if label:
         (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
@@ -100,7 +118,8 @@ class DetectionVisualization:
             images as a list of uint8 BGR arrays [H*image_scale, W*image_scale, 3].
         box_thickness: line width in pixels; image_scale: resize factor of the drawn images;
         gt_alpha: opacity of the ground-truth boxes, 0 invisible .. 1 opaque.
-        Predictions are labelled "name confidence", ground truth "name".
+        Predictions are labelled "name confidence", ground truth "name". Boxes are clipped to the image; a box
+        with a non-finite coordinate or score, or wholly outside the image, is not drawn (see drawable_boxes).
         """
         if not 0.0 <= gt_alpha <= 1.0:
             raise ValueError(f"gt_alpha must be in [0, 1], got {gt_alpha!r}")
@@ -119,13 +138,17 @@ class DetectionVisualization:
             gt_xyxy = _target_boxes_xyxy(mine, height, width, targets_normalized) * image_scale
             canvas = cv2.resize(image, None, fx=image_scale, fy=image_scale) if image_scale != 1 else image.copy()
             overlay = canvas.copy()
-            for box, cls in zip(gt_xyxy, mine[:, 1].astype(int)):
+            canvas_h, canvas_w = canvas.shape[:2]
+            gt_boxes, kept = drawable_boxes(gt_xyxy, canvas_h, canvas_w)
+            for box, cls in zip(gt_boxes, mine[kept, 1].astype(int)):
                 _draw_box(overlay, box, colors[cls % len(colors)], _class_name(class_names, cls), box_thickness)
             canvas = cv2.addWeighted(overlay, gt_alpha, canvas, 1 - gt_alpha, 0)
-            for row in preds:
+            preds = preds[np.isfinite(preds[:, 4:6]).all(axis=1)]  # a NaN score or class is not drawable
+            boxes, kept = drawable_boxes(preds[:, :4] * image_scale, canvas_h, canvas_w)
+            for box, row in zip(boxes, preds[kept]):
                 cls = int(row[5])
                 label = f"{_class_name(class_names, cls)} {row[4]:.2f}"
-                _draw_box(canvas, row[:4] * image_scale, colors[cls % len(colors)], label, box_thickness)
+                _draw_box(canvas, box, colors[cls % len(colors)], label, box_thickness)
             drawn.append(canvas)
         if checkpoint_dir is None:
             return drawn

@@ -42,7 +42,7 @@ class ProgressBar(ProgressReporter):
             self._bar.update(1)
 
     def on_train_loader_start(self, context: PhaseContext) -> None:
-        self._open(f"Train epoch {self.state.epoch}")
+        self._open(f"Train epoch {self.state.epoch + 1}")  # 1-based, as in the summary line and results.csv
         self._seen, self._start = 0, time.perf_counter()
 
     def on_train_batch_end(self, context: PhaseContext) -> None:
@@ -58,7 +58,7 @@ class ProgressBar(ProgressReporter):
     on_train_loader_end = _close
 
     def on_validation_loader_start(self, context: PhaseContext) -> None:
-        self._open(f"Validation epoch {self.state.epoch}")
+        self._open(f"Validation epoch {self.state.epoch + 1}")
 
     on_validation_batch_end = _advance
     on_validation_loader_end = _close

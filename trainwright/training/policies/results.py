@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from trainwright.callbacks.base import Callback, PhaseContext
 from trainwright.logging import RESULTS_CSV, TEXT_LOG, ResultsCSV, attach_text_log
+from trainwright.logging.optional import OptionalOutput
 from trainwright.training.checkpointing import plain
 from trainwright.training.state import TrainState
 
@@ -38,9 +39,11 @@ def epoch_summary(state: TrainState) -> str:
 class ResultsWriter(Callback):
     """Writes what a run measured, in the experiment directory and the sg_logger.
 
-    - results.csv: one row per epoch (`results_row`); a resumed run drops the rows it is about to recompute.
+    - results.csv: one row per epoch (`results_row`), `epoch` 1-based as shown on the console; a resumed run
+      drops the rows it is about to recompute.
     - train_log.txt: everything the "trainwright" logger says while training (the parameters first).
-    - the sg_logger: per-epoch scalars `lr`, `train/<name>`, `valid/<name>`, and `additional_configs` as text.
+    - the sg_logger: per-epoch scalars `lr`, `train/<name>`, `valid/<name>` at step epoch + 1, and
+      `additional_configs` as text; optional outputs: a failed write is logged once (`OptionalOutput`).
     Placed last, so the text log is closed after every other callback has logged.
     """
 
@@ -49,6 +52,8 @@ class ResultsWriter(Callback):
         self.additional_configs = additional_configs
         self._text_log: logging.Handler | None = None
         self._csv: ResultsCSV | None = None
+        self._scalars = OptionalOutput("TensorBoard scalars")
+        self._text = OptionalOutput("TensorBoard text")
 
     def on_training_start(self, context: PhaseContext) -> None:
         state = self.state
@@ -58,8 +63,9 @@ class ResultsWriter(Callback):
         if self.additional_configs:
             text = repr(plain(dict(self.additional_configs)))
             logger.info("additional_configs: %s", text)
-            state.sg_logger.add_text("additional_configs", text)
-        resumed_at = state.epochs_done if state.resumed_from is not None else None
+            with self._text:
+                state.sg_logger.add_text("additional_configs", text)
+        resumed_at = state.epochs_done + 1 if state.resumed_from is not None else None  # the first row recomputed
         self._csv = ResultsCSV(os.path.join(state.experiment_dir, RESULTS_CSV), resume_from_epoch=resumed_at)
 
     def on_epoch_end(self, context: PhaseContext) -> None:
@@ -67,8 +73,9 @@ class ResultsWriter(Callback):
         lr = state.optimizer.param_groups[0]["lr"]
         scalars = {"lr": lr, **{f"train/{k}": v for k, v in state.train_results.items()},
                    **{f"valid/{k}": v for k, v in state.valid_results.items()}}  # fmt: skip
-        state.sg_logger.add_scalars(scalars, global_step=state.epoch)
-        self._csv.add_row(state.epoch, results_row(lr, state.train_results, state.valid_results, state.loss_names))
+        with self._scalars:
+            state.sg_logger.add_scalars(scalars, global_step=state.epoch + 1)
+        self._csv.add_row(state.epoch + 1, results_row(lr, state.train_results, state.valid_results, state.loss_names))
         logger.info(epoch_summary(state))
 
     def on_training_end(self, context: PhaseContext) -> None:
