@@ -14,8 +14,9 @@ from trainwright.data.sample import DetectionSample
 from trainwright.data.transforms import detection_val_transforms
 from trainwright.data.transforms.geometric import fit_scale, resize_to_fit
 from trainwright.models import get_model
-from trainwright.models.detection.postprocess import YoloXPostPredictionCallback
+from trainwright.models.detection.postprocess import DetectionPostPredictionCallback
 from trainwright.nn.checkpoint_keys import EMA_NET, PROCESSING_PARAMS
+from trainwright.recipes.architectures import family_of
 from trainwright.recipes.detection import VISUALIZATION_CONF
 
 __all__ = ["CheckpointModel", "load_checkpoint_model", "checkpoint_postprocess", "prepare_image", "to_original_pixels"]
@@ -33,6 +34,7 @@ class CheckpointModel:
     postprocess: dict  # the recipe's `postprocess` section (NMS settings)
     visualization_conf: float  # the recipe's `visualization.conf`: the confidence worth drawing
     device: torch.device
+    architecture: str = ""  # the model's registry name (picks the NMS of its family)
 
 
 def load_checkpoint_model(path: str, device=None) -> CheckpointModel:
@@ -52,14 +54,14 @@ def load_checkpoint_model(path: str, device=None) -> CheckpointModel:
     visualization_conf = (params.get("visualization") or {}).get("conf", VISUALIZATION_CONF)
     return CheckpointModel(model.to(device).eval(), names, list(params.get("category_ids") or range(1, len(names) + 1)),
                            (int(size[0]), int(size[1])), params.get("valid_data"), dict(params.get("postprocess") or {}),
-                           float(visualization_conf), device)
+                           float(visualization_conf), device, str(params["architecture"]))
 
 
-def checkpoint_postprocess(cm: CheckpointModel, **flags) -> YoloXPostPredictionCallback:
-    """The NMS of a checkpoint: each setting from `flags` (command-line values, None when not given), else from
-    the checkpoint's recipe (its `postprocess` section), else the default of YoloXPostPredictionCallback."""
+def checkpoint_postprocess(cm: CheckpointModel, **flags) -> DetectionPostPredictionCallback:
+    """The NMS of a checkpoint's model family (YOLOX or PP-YOLOE): each setting from `flags` (command-line values,
+    None when not given), else from the checkpoint's recipe (its `postprocess` section), else the family's default."""
     given = {name: value for name, value in flags.items() if value is not None}
-    return YoloXPostPredictionCallback(**{**cm.postprocess, **given})
+    return family_of(cm.architecture).post_prediction({**cm.postprocess, **given})
 
 
 def prepare_image(image: np.ndarray, input_size: tuple[int, int]) -> Tensor:

@@ -22,13 +22,10 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from trainwright.callbacks.base import Phase
 from trainwright.callbacks.early_stopping import EarlyStop
-from trainwright.callbacks.stage_switch import YoloXTrainingStageSwitchCallback
 from trainwright.callbacks.visualization import DetectionVisualizationCallback
 from trainwright.config import raise_if_unused_params
 from trainwright.data import (
     COCODetectionDataset,
-    CrowdDetectionCollateFN,
-    DetectionCollateFN,
     ShapesConfig,
     ShapesDetectionDataset,
     build_detection_loader,
@@ -37,10 +34,10 @@ from trainwright.data.transforms import detection_train_transforms, detection_va
 from trainwright.metrics.detection import DetectionMetrics_050, DetectionMetrics_050_095
 from trainwright.metrics.non_finite import NonFinitePredictions
 from trainwright.models import get, list_models
-from trainwright.models.detection.postprocess import YoloXPostPredictionCallback
 from trainwright.models.factory import resolve_model_name
 from trainwright.nn.hub import DownloadError, pretrained_weights_entry
 from trainwright.recipes import RecipeError
+from trainwright.recipes.architectures import family_of
 from trainwright.recipes.schedule import check_schedule
 from trainwright.training.params import DEFAULT_TRAINING_PARAMS
 
@@ -79,6 +76,7 @@ class DetectionRecipe:
     visualization: dict
     training_params: dict = field(default_factory=dict)
     early_stopping: dict | None = None  # {"patience", "min_delta"} or None
+    family_params: dict = field(default_factory=dict)  # the model family's own keys (recipes.architectures)
 
 
 @dataclass
@@ -250,6 +248,7 @@ def read_detection_recipe(recipe: DictConfig | Mapping) -> DetectionRecipe:
                            "conf": float(visualization.get("conf", VISUALIZATION_CONF))},
             training_params=training_params,
             early_stopping=_read_early_stopping(training, training_params),
+            family_params=family_of(_required(model, "model", "architecture")).read_params(cfg),
         )
     check_schedule(spec.training_params, spec.mosaic_off_epoch)
     return spec
@@ -269,13 +268,16 @@ def build_datasets(spec: DetectionRecipe) -> tuple[COCODetectionDataset, COCODet
     augmentation = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.augmentation.items()}
     train_tf, val_tf = detection_train_transforms(size, **augmentation), detection_val_transforms(size)
     common = {"input_size": size, "cache_images": data["cache_images"]}
+    train_crowd = family_of(spec.architecture).train_with_crowd
     if data["type"] == "shapes":
         gen = data["generation"]
-        train = ShapesDetectionDataset("train", root=data["root"], transforms=train_tf, **common, **gen)
+        train = ShapesDetectionDataset("train", root=data["root"], transforms=train_tf, with_crowd=train_crowd,
+                                       **common, **gen)
         valid = ShapesDetectionDataset("val", root=data["root"], transforms=val_tf, with_crowd=True, **common, **gen)
     else:
         train = COCODetectionDataset(data["train_images_dir"], data["train_annotations"], transforms=train_tf,
-                                     ignore_empty_annotations=data["ignore_empty_annotations"], **common)
+                                     ignore_empty_annotations=data["ignore_empty_annotations"],
+                                     with_crowd=train_crowd, **common)
         valid = COCODetectionDataset(data["val_images_dir"], data["val_annotations"], transforms=val_tf,
                                      with_crowd=True, **common)
     if train.class_names != valid.class_names:
@@ -294,21 +296,22 @@ def build_detection_run(spec: DetectionRecipe) -> DetectionRun:
     train, valid = build_datasets(spec)
     names = list(train.class_names)
     seed = spec.training_params.get("seed", DEFAULT_TRAINING_PARAMS["seed"])
+    family = family_of(spec.architecture)
+    train_collate, valid_collate = family.collate_fns(spec.family_params)
     train_loader = build_detection_loader(_limit(train, spec.dataset["max_train_images"]), shuffle=True,
-                                          drop_last=True, collate_fn=DetectionCollateFN(), seed=seed,
+                                          drop_last=True, collate_fn=train_collate, seed=seed,
                                           device=spec.device, **spec.train_loader)
     valid_loader = build_detection_loader(_limit(valid, spec.dataset["max_valid_images"]),
-                                          collate_fn=CrowdDetectionCollateFN(), device=spec.device,
+                                          collate_fn=valid_collate, device=spec.device,
                                           **spec.valid_loader)
     if len(train_loader) == 0:
         raise RecipeError(f"the training set has {len(train_loader.dataset)} images, fewer than one batch of "
                           f"train_dataloader.batch_size={spec.train_loader['batch_size']}")
     model = build_model(spec, len(names))
-    post = YoloXPostPredictionCallback(**spec.postprocess)
+    post = family.post_prediction(spec.postprocess)
     params: dict[str, Any] = dict(spec.training_params)
     params["phase_callbacks"] = _callbacks(spec, names, params)
-    params["criterion_params"] = {"num_classes": len(names), "strides": list(model.strides),
-                                  **params.get("criterion_params", {})}
+    params["criterion_params"] = {**family.criterion_params(model, len(names)), **params.get("criterion_params", {})}
     params["valid_metrics_list"] = [
         DetectionMetrics_050(len(names), post, normalize_targets=True, class_names=names),
         DetectionMetrics_050_095(len(names), post, normalize_targets=True, class_names=names),
@@ -335,13 +338,12 @@ def build_model(spec: DetectionRecipe, num_classes: int):
 
 def _callbacks(spec: DetectionRecipe, names: list[str], params: dict) -> list:
     """The recipe's phase callbacks: the YOLOX stage switch, the drawings, early stopping."""
-    callbacks = []
-    if spec.mosaic_off_epoch is not None:
-        callbacks.append(YoloXTrainingStageSwitchCallback(int(spec.mosaic_off_epoch)))
+    family = family_of(spec.architecture)
+    callbacks = family.stage_callbacks(spec.mosaic_off_epoch, spec.family_params)
     if spec.visualization["freq"] > 0:
         callbacks.append(DetectionVisualizationCallback(
             Phase.VALIDATION_BATCH_END, spec.visualization["freq"],
-            YoloXPostPredictionCallback(**{**spec.postprocess, "conf": spec.visualization["conf"]}), names,
+            family.post_prediction({**spec.postprocess, "conf": spec.visualization["conf"]}), names,
             last_img_idx_in_batch=spec.visualization["num_images"], save_images=True))
     if spec.early_stopping is not None:
         greater = params.get("greater_metric_to_watch_is_better", DEFAULT_TRAINING_PARAMS["greater_metric_to_watch_is_better"])

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
+from functools import lru_cache
 
 import torch
 
-__all__ = ["unpack_batch", "move_to_device"]
+__all__ = ["unpack_batch", "move_to_device", "criterion_extras"]
+
+# Batch extras a loss receives as keyword arguments when its forward names them.
+_CRITERION_EXTRAS = ("crowd_targets",)
 
 
 def unpack_batch(batch) -> tuple:
@@ -33,3 +38,20 @@ def move_to_device(obj, device: torch.device):
     if isinstance(obj, dict):
         return {k: move_to_device(v, device) for k, v in obj.items()}
     return obj
+
+
+def criterion_extras(criterion, extras: Mapping) -> dict:
+    """The batch extras `criterion` takes as keyword arguments (e.g. crowd_targets for PPYoloELoss), by name."""
+    if not extras:
+        return {}
+    accepted = _accepted_extras(type(criterion))
+    return {name: extras[name] for name in accepted if name in extras}
+
+
+@lru_cache(maxsize=64)
+def _accepted_extras(criterion_type: type) -> tuple[str, ...]:
+    try:
+        parameters = inspect.signature(criterion_type.forward).parameters
+    except (TypeError, ValueError, AttributeError):
+        return ()
+    return tuple(name for name in _CRITERION_EXTRAS if name in parameters)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from trainwright.callbacks.base import Callback, PhaseContext
-from trainwright.training.batches import move_to_device, unpack_batch
+from trainwright.training.batches import criterion_extras, move_to_device, unpack_batch
 from trainwright.training.context import StateContext
 from trainwright.training.distributed_run import same_numbers
 from trainwright.training.losses import loss_item_names, split_loss_output
@@ -84,7 +84,8 @@ def evaluate(state: LoopState, model: nn.Module, loader, metrics: MetricSet, eve
             batch.preds = model(batch.inputs)
             batch.loss_items = None
             if state.criterion is not None:
-                _, batch.loss_items = split_loss_output(state.criterion(batch.preds, batch.target))
+                _, batch.loss_items = split_loss_output(state.criterion(
+                    batch.preds, batch.target, **criterion_extras(state.criterion, batch.extras)))
                 state.losses.update(batch.loss_items, len(batch.inputs))
         metrics.update(batch.preds, batch.target, batch.inputs, batch.extras)
         events.batch_end(batch_context)

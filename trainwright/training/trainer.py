@@ -21,7 +21,7 @@ from trainwright.callbacks.base import CallbackHandler
 from trainwright.distributed import MultiGPUMode, broadcast_tensors, is_distributed, is_main_process, unwrap_model
 from trainwright.logging import check_file_name, interrupts_deferred
 from trainwright.training import devices
-from trainwright.training.batches import move_to_device, unpack_batch
+from trainwright.training.batches import criterion_extras, move_to_device, unpack_batch
 from trainwright.training.checkpointing import read_resume_checkpoint
 from trainwright.training.context import StateContext
 from trainwright.training.data_order import seed_epoch_streams, set_epoch_order, shard_loader
@@ -205,7 +205,8 @@ class Trainer:
         with gradient_sync(state.net, stepping):  # DDP's no_sync() on the batches that only accumulate
             with state.autocast():
                 batch.preds = state.net(batch.inputs)
-                batch.loss, batch.loss_items = split_loss_output(state.criterion(batch.preds, batch.target))
+                loss_extras = criterion_extras(state.criterion, batch.extras)
+                batch.loss, batch.loss_items = split_loss_output(state.criterion(batch.preds, batch.target, **loss_extras))
             state.losses.update(batch.loss_items, len(batch.inputs))
             if len(state.train_metrics):
                 state.train_metrics.update(batch.preds, batch.target, batch.inputs, batch.extras)

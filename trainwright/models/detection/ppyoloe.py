@@ -72,6 +72,15 @@ class PPYoloE(nn.Module):
         return PPYoloEPostPredictionCallback(score_threshold=conf, nms_threshold=iou, nms_top_k=1000,
                                              max_predictions=300)
 
+    @staticmethod
+    def boxes_and_scores(output) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eval output -> boxes [B, N, 4] (x1, y1, x2, y2 input pixels) and scores [B, N, C] (class probabilities).
+
+        The detector-independent form that ONNX export writes (see trainwright.models.export.contract).
+        """
+        decoded = output[0] if isinstance(output, (tuple, list)) and isinstance(output[0], (tuple, list)) else output
+        return decoded[0], decoded[1]
+
     def fuse(self) -> PPYoloE:
         """Fold every RepVGG block into one 3x3 conv (deployment): same eval outputs, fewer convolutions.
 
