@@ -118,6 +118,17 @@ def test_workers_run_on_one_thread_and_live_across_epochs():
     assert set(facts(fresh)[:, 0].tolist()).isdisjoint(facts(fresh)[:, 0].tolist())
 
 
+def two_torch_threads(worker_id):
+    torch.set_num_threads(2)
+
+
+def test_callers_worker_init_fn_runs_after_the_loader_settings():
+    loader = build_detection_loader(Blank([WorkerFacts()]), batch_size=2, num_workers=1, seed=0,
+                                    worker_init_fn=two_torch_threads)
+    made = facts(loader)
+    assert made[:, 1].eq(2).all() and made[:, 2].eq(1).all()
+
+
 def epoch_draws(loader, seed, epoch):
     set_epoch_order(loader, seed, epoch)
     return draws(loader)

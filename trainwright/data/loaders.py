@@ -89,7 +89,8 @@ def build_detection_loader(dataset: Dataset, batch_size: int, shuffle: bool = Fa
     epoch. Either way `dataset.set_mosaic_enabled(...)` reaches the workers from the next epoch on.
     collate_fn defaults to DetectionCollateFN (CrowdDetectionCollateFN is the one for datasets built
     with with_crowd=True). Memory is pinned when ``device`` is a CUDA device (or, for device=None,
-    when CUDA is available). ``seed`` fixes the shuffling order and the workers' seeds.
+    when CUDA is available). ``seed`` fixes the shuffling order and the workers' seeds. A
+    ``worker_init_fn`` given runs in each worker after these settings.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -103,6 +104,7 @@ def build_detection_loader(dataset: Dataset, batch_size: int, shuffle: bool = Fa
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     return DetectionDataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
                                collate_fn=collate_fn or DetectionCollateFN(), drop_last=drop_last,
-                               pin_memory=on_gpu, worker_init_fn=WorkerSetup(cell) if num_workers > 0 else None,
+                               pin_memory=on_gpu,
+                               worker_init_fn=WorkerSetup(cell, loader_kwargs.pop("worker_init_fn", None)),
                                generator=generator, persistent_workers=persistent, epoch_seeds=cell,
                                **loader_kwargs)

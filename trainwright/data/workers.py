@@ -84,11 +84,12 @@ class WorkerSetup:
     """worker_init_fn of `build_detection_loader`: torch and OpenCV on one thread, then the seeds.
 
     With `cell`, the worker follows the per-epoch base seeds the loader publishes there (see `worker_seed`);
-    without, it seeds numpy and Python from torch's worker seed (`seed_worker`).
+    without, it seeds numpy and Python from torch's worker seed (`seed_worker`). `then`, a caller's own
+    worker_init_fn, runs last.
     """
 
-    def __init__(self, cell: EpochSeedCell | None = None):
-        self.cell = cell
+    def __init__(self, cell: EpochSeedCell | None = None, then=None):
+        self.cell, self.then = cell, then
 
     def __call__(self, worker_id: int) -> None:
         global _cell, _seen_base
@@ -96,6 +97,8 @@ class WorkerSetup:
         cv2.setNumThreads(1)
         if self.cell is None:
             seed_worker(worker_id)
-            return
-        _cell, _seen_base = self.cell, None
-        worker_seed(get_worker_info())
+        else:
+            _cell, _seen_base = self.cell, None
+            worker_seed(get_worker_info())
+        if self.then is not None:
+            self.then(worker_id)
