@@ -1,9 +1,8 @@
 """The public contract: every name of the API table importable from trainwright.utils with its signature.
 
 CONTRACT is the API table; SG_COMPAT adds the other names SuperGradients 3.1 code imports, with SG's
-signatures (and SG_METHODS the methods SG code calls on them). Names still to be built are listed in
-PENDING; the test fails when a pending name appears (so the list is kept honest) and when a built name's
-parameters drift from its table.
+signatures (and SG_METHODS the methods SG code calls on them). The test fails when a name is missing or
+its parameters drift from its table.
 """
 
 import enum
@@ -160,6 +159,10 @@ SG_COMPAT = {
     "YoloXFastDetectionLoss": [("strides", REQUIRED), ("num_classes", REQUIRED), ("use_l1", False),
                                ("center_sampling_radius", 2.5), ("iou_type", "iou"), ("dynamic_ks_bias", 1.1),
                                ("sync_num_fgs", False), ("obj_loss_fix", False)],
+    # super_gradients.training.datasets.datasets_utils (pre_prediction_callback for multi-scale training)
+    "MultiscalePrePredictionCallback": [("multiscale_range", 5), ("image_size_steps", 32), ("change_frequency", 10)],
+    "DetectionMultiscalePrePredictionCallback": [("multiscale_range", 5), ("image_size_steps", 32),
+                                                 ("change_frequency", 10)],
 }
 
 # name -> methods SG code calls on it (each: method name, leading parameters after self as above).
@@ -169,31 +172,19 @@ SG_METHODS = {
     "IouThreshold": [("is_range", []), ("to_tensor", [])],
     "AverageMeter": [("update", [("value", REQUIRED), ("batch_size", REQUIRED)])],
     "Timer": [("start", []), ("stop", [])],
+    "MultiscalePrePredictionCallback": [("__call__", [("inputs", REQUIRED), ("targets", REQUIRED),
+                                                      ("batch_idx", REQUIRED)])],
+    "DetectionMultiscalePrePredictionCallback": [("__call__", [("inputs", REQUIRED), ("targets", REQUIRED),
+                                                               ("batch_idx", REQUIRED)])],
 }
 
 ALL_NAMES = {**CONTRACT, **SG_COMPAT}
 
-# Names of the contract not built yet. Remove a name here when it lands in trainwright.utils.
-PENDING = {
-    "ModelConversionCheckCallback",
-    "DeciLabUploadCallback",
-    "PPYoloETrainingStageSwitchCallback",
-}
-
-BUILT = sorted(set(ALL_NAMES) - PENDING)
+BUILT = sorted(ALL_NAMES)
 
 
 def test_the_tables_do_not_overlap():
     assert not set(CONTRACT) & set(SG_COMPAT)
-
-
-def test_pending_names_are_part_of_the_contract():
-    assert PENDING <= set(ALL_NAMES), sorted(PENDING - set(ALL_NAMES))
-
-
-@pytest.mark.parametrize("name", sorted(PENDING))
-def test_pending_name_is_not_exported_yet(name):
-    assert not hasattr(utils, name), f"{name} is exported now: remove it from PENDING in {__file__}"
 
 
 def _signature_of(obj):
@@ -220,7 +211,7 @@ def test_built_name_matches_the_table(name):
     _check_parameters(name, signature, is_class, expected)
 
 
-@pytest.mark.parametrize("name", sorted(set(SG_METHODS) - PENDING))
+@pytest.mark.parametrize("name", sorted(SG_METHODS))
 def test_sg_methods_exist_with_their_parameters(name):
     obj = getattr(utils, name)
     for method, expected in SG_METHODS[name]:

@@ -71,7 +71,7 @@ def test_one_process_gloo_group(gloo_group, tmp_path):
 
     from trainwright import Trainer
 
-    trainer = Trainer("ddp", tmp_path, "cpu")
+    trainer = Trainer("ddp", "cpu", ckpt_root_dir=tmp_path)
     trainer.train(tiny_model(), base_params(max_epochs=1), *make_loaders())
     assert isinstance(trainer.net, torch.nn.parallel.DistributedDataParallel)
     ckpt = torch.load(tmp_path / "ddp" / "ckpt_latest.pth", weights_only=True)

@@ -95,6 +95,7 @@ from trainwright.callbacks.testing import PhaseContextTestCallback, TestLRCallba
 
 # --- callbacks: stage switch ----------------------------------------------------------------------
 from trainwright.callbacks.stage_switch import TrainingStageSwitchCallbackBase, YoloXTrainingStageSwitchCallback
+from trainwright.callbacks.ppyoloe_stage_switch import PPYoloETrainingStageSwitchCallback
 
 # --- callbacks: visualisation ---------------------------------------------------------------------
 from trainwright.callbacks.visualization import DetectionVisualizationCallback
@@ -102,6 +103,10 @@ from trainwright.callbacks.segmentation_visualization import BinarySegmentationV
 
 # --- callbacks: results ---------------------------------------------------------------------------
 from trainwright.callbacks.results import RoboflowResultCallback
+
+# --- callbacks: export and upload -----------------------------------------------------------------
+from trainwright.callbacks.export import ModelConversionCheckCallback
+from trainwright.callbacks.upload import DeciLabUploadCallback
 
 # --- models ---------------------------------------------------------------------------------------
 from trainwright.models.detection.anchors import Anchors
@@ -131,6 +136,7 @@ from trainwright.visualization.detection import DetectionVisualization, undo_ima
 
 # --- SuperGradients 3.1 compatibility: the other names its code imports ----------------------------------
 from trainwright.callbacks.early_stopping import EarlyStop
+from trainwright.callbacks.multiscale import DetectionMultiscalePrePredictionCallback, MultiscalePrePredictionCallback
 from trainwright.config import AccessCounterDict, AccessCounterHpmStruct
 from trainwright.nn.param_lookup import get_param, recursive_override
 from trainwright.logging.meters import AverageMeter, Timer

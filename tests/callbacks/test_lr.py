@@ -69,7 +69,7 @@ def test_epoch_warmup_from_given_initial_lr_and_leaves_later_epochs_alone():
 
 def test_deprecated_alias_warns_and_behaves_the_same():
     tp = make(lr_warmup_epochs=3)
-    with pytest.warns(DeprecationWarning, match="EpochStepWarmupLRCallback"):
+    with pytest.warns(FutureWarning, match="EpochStepWarmupLRCallback"):
         cb = LinearStepWarmupLRCallback(**common(tp, lr=0.1))
     assert isinstance(cb, EpochStepWarmupLRCallback)
     assert fire(cb, "on_train_loader_start", optimizer(), 1) == pytest.approx(0.05)

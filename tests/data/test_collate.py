@@ -1,5 +1,3 @@
-import random
-
 import cv2
 import numpy as np
 import pytest
@@ -11,6 +9,8 @@ from trainwright.data import (
     DetectionCollateFN,
     PPYoloECollateFN,
 )
+from trainwright.data.loaders import seed_worker
+from trainwright.training.data_order import set_epoch_order
 
 
 def _items(with_crowd=False):
@@ -68,7 +68,7 @@ def test_ppyoloe_collate_without_sizes_is_plain_collate():
 
 
 def test_ppyoloe_collate_resizes_batch_and_scales_boxes():
-    random.seed(0)
+    torch.manual_seed(0)
     collate = PPYoloECollateFN(random_resize_sizes=[16, (4, 20)], random_resize_modes=[cv2.INTER_NEAREST])
     shapes = set()
     for _ in range(20):
@@ -82,7 +82,6 @@ def test_ppyoloe_collate_resizes_batch_and_scales_boxes():
 
 
 def test_crowd_ppyoloe_collate_scales_crowd_boxes():
-    random.seed(1)
     collate = CrowdDetectionPPYoloECollateFN(random_resize_sizes=[(16, 20)])
     images, targets, extras = collate(_items(with_crowd=True))
     assert images.shape == (3, 3, 16, 20)
@@ -92,3 +91,33 @@ def test_crowd_ppyoloe_collate_scales_crowd_boxes():
 def test_ppyoloe_rejects_bad_sizes():
     with pytest.raises(ValueError, match="random_resize_sizes"):
         PPYoloECollateFN(random_resize_sizes=[0])
+
+
+def _loader_sizes(seed: int, epoch: int, num_workers: int) -> list[tuple[int, int]]:
+    """Image sizes of every batch of one epoch of a shuffled loader ordered as the Trainer orders it."""
+    items = [(torch.zeros(3, 8, 8), torch.tensor([[0.0, 4, 4, 2, 2]])) for _ in range(12)]
+    loader = torch.utils.data.DataLoader(items, batch_size=2, shuffle=True, num_workers=num_workers,
+                                         worker_init_fn=seed_worker if num_workers else None,
+                                         collate_fn=PPYoloECollateFN(random_resize_sizes=[8, 16, 24, 32, (8, 16)]))
+    set_epoch_order(loader, seed, epoch)
+    return [tuple(images.shape[2:]) for images, _ in loader]
+
+
+def test_ppyoloe_collate_sizes_depend_only_on_seed_and_epoch_in_workers():
+    torch.manual_seed(123)
+    first = _loader_sizes(seed=7, epoch=3, num_workers=2)
+    torch.manual_seed(456)  # whatever the main process did before: the workers' draws do not change
+    assert _loader_sizes(seed=7, epoch=3, num_workers=2) == first
+    assert _loader_sizes(seed=7, epoch=4, num_workers=2) != first
+    assert len(set(first)) > 1
+
+
+def test_ppyoloe_collate_in_the_main_process_follows_the_seeded_stream():
+    torch.manual_seed(5)
+    first = _loader_sizes(seed=7, epoch=3, num_workers=0)
+    state = torch.get_rng_state()
+    second = _loader_sizes(seed=7, epoch=4, num_workers=0)
+    torch.manual_seed(5)
+    assert _loader_sizes(seed=7, epoch=3, num_workers=0) == first
+    torch.set_rng_state(state)  # what resume restores from the checkpoint
+    assert _loader_sizes(seed=7, epoch=4, num_workers=0) == second

@@ -131,10 +131,17 @@ def test_pretrained_coco_weights_downloaded_once_and_head_replaced(weights_serve
     assert "(EMA weights) from yolox_n coco weights" in capsys.readouterr().out
 
 
-def test_pretrained_weights_of_a_pending_architecture():
-    with pytest.raises(ValueError, match="unknown model 'ppyoloe_s' .pretrained weights are registered for it, but "
-                                         "this version has no such architecture yet.; known models: yolox_l"):
-        models.get("ppyoloe_s", num_classes=3, pretrained_weights="coco")
+def test_ppyoloe_coco_weights_fine_tuned_to_3_classes(weights_server, weights_cache, sg_models_dir, registry,
+                                                     capsys):
+    path = sg_models_dir / "ppyoloe_s_c80_ckpt.pth"
+    register_pretrained_weights("ppyoloe_s", "coco", weights_server.serve("/models/ppyoloe_s_coco.pth",
+                                                                          path.read_bytes()), overwrite=True)
+    model = models.get("ppyoloe_s", num_classes=3, pretrained_weights="coco")
+    weights, state = _net(path), model.state_dict()
+    replaced = sorted(k for k, v in weights.items() if state[k].shape != v.shape or not torch.equal(state[k], v))
+    assert replaced == [f"head.pred_cls.{i}.{p}" for i in range(3) for p in ("bias", "weight")]
+    assert model.num_classes == 3 and state["head.pred_cls.0.weight"].shape[0] == 3
+    assert "class predictions re-initialised for 3 classes: head.pred_cls.0.weight" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [

@@ -31,7 +31,7 @@ class Snapshot(Callback):
 def test_training_context_reads_the_state(tmp_path, loaders):
     snap = Snapshot()
     metric = torchmetrics.classification.MulticlassAccuracy(num_classes=2)
-    trainer = Trainer("view", tmp_path, "cpu")
+    trainer = Trainer("view", "cpu", ckpt_root_dir=tmp_path)
     params = base_params(max_epochs=1, ema=True, lr_warmup_epochs=0, valid_metrics_list=[metric],
                          metric_to_watch="MulticlassAccuracy", phase_callbacks=[snap])
     trainer.train(tiny_model(), params, *loaders)
@@ -52,7 +52,7 @@ def test_a_callback_writes_through_the_context(tmp_path, loaders):
         def on_train_loader_end(self, ctx):
             ctx.update_context(stop_training=True, my_note="seen")
 
-    trainer = Trainer("stop", tmp_path, "cpu")
+    trainer = Trainer("stop", "cpu", ckpt_root_dir=tmp_path)
     trainer.train(tiny_model(), base_params(max_epochs=5, phase_callbacks=[StopAfterFirstEpoch()]), *loaders)
     assert trainer.state.stop_training and trainer.state.epochs_done == 1
     assert trainer.context.my_note == "seen"
@@ -76,7 +76,7 @@ def test_test_context_has_the_test_objects(tmp_path):
 
     model, loader = tiny_model(), make_loaders()[1]
     metric = torchmetrics.classification.MulticlassAccuracy(num_classes=2)
-    Trainer("t", tmp_path, "cpu").test(model, loader, [metric], test_phase_callbacks=[Spy()], silent_mode=True)
+    Trainer("t", "cpu", ckpt_root_dir=tmp_path).test(model, loader, [metric], test_phase_callbacks=[Spy()], silent_mode=True)
     assert seen["loader"] is loader and seen["net"] is model and seen["optimizer"] is None
     assert seen["metrics"] is seen["computing"] and seen["metrics"].metrics == [metric]
     assert seen["preds"] == (8, 2)

@@ -33,7 +33,7 @@ def test_the_callbacks_of_a_run_in_their_order(tmp_path, loaders):
         def on_training_start(self, ctx):
             seen.extend(type(cb).__name__ for cb in trainer.callbacks.callbacks)
 
-    trainer = Trainer("order", tmp_path, "cpu")
+    trainer = Trainer("order", "cpu", ckpt_root_dir=tmp_path)
     params = base_params(max_epochs=1, ema=True, lr_mode="cosine", average_best_models=True, phase_callbacks=[Spy()])
     trainer.train(tiny_model(), params, *loaders)
     assert seen == ["NaNGuard", "EMAUpdate", "Spy", "CosineLRCallback", "ProgressBar", "BestCheckpointKeeper",
@@ -41,7 +41,7 @@ def test_the_callbacks_of_a_run_in_their_order(tmp_path, loaders):
 
 
 def test_save_model_false_keeps_the_keeper_and_drops_the_writers_of_checkpoints(tmp_path, loaders):
-    trainer = Trainer("nosave", tmp_path, "cpu")
+    trainer = Trainer("nosave", "cpu", ckpt_root_dir=tmp_path)
     trainer.train(tiny_model(), base_params(max_epochs=1, save_model=False, average_best_models=True), *loaders)
     kinds = {type(cb) for cb in trainer.callbacks.callbacks}
     assert BestCheckpointKeeper in kinds and ResultsWriter in kinds
@@ -57,7 +57,7 @@ def test_a_progress_reporter_among_the_phase_callbacks_replaces_the_progress_bar
         def on_epoch_end(self, ctx):
             lines.append(f"epoch {ctx.epoch} done")
 
-    trainer = Trainer("table", tmp_path, "cpu")
+    trainer = Trainer("table", "cpu", ckpt_root_dir=tmp_path)
     trainer.train(tiny_model(), base_params(max_epochs=2, silent_mode=False, phase_callbacks=[Table()]), *loaders)
     assert lines == ["epoch 0 done", "epoch 1 done"]
     assert not any(isinstance(cb, ProgressBar) for cb in trainer.callbacks.callbacks)
@@ -66,7 +66,7 @@ def test_a_progress_reporter_among_the_phase_callbacks_replaces_the_progress_bar
 
 
 def test_the_progress_bar_shows_the_passes_and_one_line_per_epoch(tmp_path, loaders, capsys):
-    Trainer("bar", tmp_path, "cpu").train(tiny_model(), base_params(max_epochs=2, silent_mode=False), *loaders)
+    Trainer("bar", "cpu", ckpt_root_dir=tmp_path).train(tiny_model(), base_params(max_epochs=2, silent_mode=False), *loaders)
     captured = capsys.readouterr()
     assert "Train epoch 0" in captured.err and "Validation epoch 1" in captured.err
     summary = [line for line in captured.out.splitlines() if line.startswith("Epoch ")]
@@ -85,7 +85,7 @@ def test_the_nan_guard_defers_to_a_callback_that_handles_non_finite_losses(tmp_p
             if not torch.isfinite(torch.tensor(list(ctx.metrics_dict.values()))).all():
                 ctx.stop_training = True
 
-    trainer = Trainer("defer", tmp_path, "cpu")
+    trainer = Trainer("defer", "cpu", ckpt_root_dir=tmp_path)
     with caplog.at_level(logging.WARNING, logger="trainwright"):
         trainer.train(tiny_model(), base_params(max_epochs=3, loss=NaNLoss(), phase_callbacks=[StopOnNaN()]), *loaders)
     assert trainer.state.epochs_done == 1  # the callback stopped it after the first epoch; nothing raised
@@ -108,7 +108,7 @@ def test_the_keeper_logs_why_it_saved_or_not(tmp_path, loaders):
             return {"score": next(scores)}
 
     params = base_params(max_epochs=3, valid_metrics_list=[Scripted()], metric_to_watch="score")
-    trainer = Trainer("why", tmp_path, "cpu")
+    trainer = Trainer("why", "cpu", ckpt_root_dir=tmp_path)
     trainer.train(tiny_model(), params, *loaders)
     log = (tmp_path / "why" / "train_log.txt").read_text()
     assert "Epoch 1: score 0.5 is the first validation: ckpt_best.pth written" in log
@@ -119,7 +119,7 @@ def test_the_keeper_logs_why_it_saved_or_not(tmp_path, loaders):
 
 
 def test_lower_is_better_and_a_default_metric_to_watch_on_the_loss(tmp_path, loaders):
-    trainer = Trainer("loss", tmp_path, "cpu")
+    trainer = Trainer("loss", "cpu", ckpt_root_dir=tmp_path)
     trainer.train(tiny_model(), base_params(max_epochs=2), *loaders)  # no metric: the loss is watched
     assert trainer.state.metric_to_watch == "CrossEntropyLoss"
     keeper = next(cb for cb in trainer.callbacks.callbacks if isinstance(cb, BestCheckpointKeeper))
@@ -141,7 +141,7 @@ def test_context_methods_rename_the_best_checkpoint_and_reset_the_best(tmp_path,
         def on_validation_end_best_epoch(self, ctx):
             best_epochs.append(ctx.epoch)
 
-    trainer = Trainer("steer", tmp_path, "cpu")
+    trainer = Trainer("steer", "cpu", ckpt_root_dir=tmp_path)
     trainer.train(tiny_model(), base_params(max_epochs=3, phase_callbacks=[Steer(), Count()]), *loaders)
     assert best_epochs == [0, 1, 2]
     assert (tmp_path / "steer" / "best_of_run.pth").exists() and not (tmp_path / "steer" / "ckpt_best.pth").exists()

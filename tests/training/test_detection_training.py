@@ -54,7 +54,7 @@ def test_yolox_with_detection_metrics_and_stage_switch(tmp_path):
         "metric_to_watch": "mAP@0.50:0.95", "phase_callbacks": [YoloXTrainingStageSwitchCallback(1), L1Watcher()],
         "silent_mode": True,
     }  # fmt: skip
-    results = Trainer("det", tmp_path, "cpu").train(model, params, loader, loader)
+    results = Trainer("det", "cpu", ckpt_root_dir=tmp_path).train(model, params, loader, loader)
     assert {"Loss/iou", "Loss/obj", "Loss/cls", "Loss/l1", "Loss/Loss", "mAP@0.50:0.95"} <= set(results)
     assert seen_l1 == [False, True] and loader.dataset.mosaic is False
     assert (tmp_path / "det" / "ckpt_best.pth").exists()

@@ -30,7 +30,7 @@ def test_optimizers_by_name(name, cls):
 def test_zero_weight_decay_on_bias_and_bn():
     m = model()
     opt = build_optimizer("sgd", m, 0.1, {"weight_decay": 5e-4, "momentum": 0.9}, True)
-    decay, no_decay = opt.param_groups
+    no_decay, decay = opt.param_groups  # the reference's order
     assert decay["weight_decay"] == 5e-4 and no_decay["weight_decay"] == 0.0
     assert {id(p) for p in decay["params"]} == {id(m[0].weight), id(m[3].weight)}
     assert {id(p) for p in no_decay["params"]} == {id(m[0].bias), id(m[1].weight), id(m[1].bias), id(m[3].bias)}

@@ -32,13 +32,13 @@ def params(**kw):
 
 @pytest.mark.parametrize("stop_at", [1, 3])
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, stop_at):
-    straight = Trainer("straight", tmp_path, "cpu")
+    straight = Trainer("straight", "cpu", ckpt_root_dir=tmp_path)
     straight.train(tiny_model(seed=1), params(), *make_loaders())
 
-    resumed = Trainer("resumed", tmp_path, "cpu")
+    resumed = Trainer("resumed", "cpu", ckpt_root_dir=tmp_path)
     resumed.train(tiny_model(seed=1), params(phase_callbacks=[StopBeforeEpoch(stop_at)]), *make_loaders())
     assert resumed.interrupted
-    resumed = Trainer("resumed", tmp_path, "cpu")
+    resumed = Trainer("resumed", "cpu", ckpt_root_dir=tmp_path)
     resumed.train(tiny_model(seed=7), params(resume=True), *make_loaders())  # fresh objects, other init
 
     for name, a, b in (("net", straight.net, resumed.net), ("ema", straight.ema_model.ema, resumed.ema_model.ema)):
@@ -50,13 +50,13 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, stop_at):
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="ckpt_latest.pth"):
-        Trainer("none", tmp_path, "cpu").train(tiny_model(), params(resume=True), *make_loaders())
+        Trainer("none", "cpu", ckpt_root_dir=tmp_path).train(tiny_model(), params(resume=True), *make_loaders())
 
 
 def test_results_csv_keeps_rows_before_the_resumed_epoch(tmp_path):
-    trainer = Trainer("csv", tmp_path, "cpu")
+    trainer = Trainer("csv", "cpu", ckpt_root_dir=tmp_path)
     trainer.train(tiny_model(), params(phase_callbacks=[StopBeforeEpoch(2)]), *make_loaders())
-    Trainer("csv", tmp_path, "cpu").train(tiny_model(), params(resume=True), *make_loaders())
+    Trainer("csv", "cpu", ckpt_root_dir=tmp_path).train(tiny_model(), params(resume=True), *make_loaders())
     lines = (tmp_path / "csv" / "results.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in lines[1:]] == ["0", "1", "2", "3"]
 
@@ -108,7 +108,7 @@ def test_resume_continues_a_wrapped_torch_scheduler(tmp_path):
         model = tiny_model(seed=seed)
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
         sched = LRSchedulerCallback(torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5), Phase.TRAIN_EPOCH_END)
-        trainer = Trainer(name, tmp_path, "cpu")
+        trainer = Trainer(name, "cpu", ckpt_root_dir=tmp_path)
         p = base_params(max_epochs=3, optimizer=opt, phase_callbacks=[*extra_callbacks, sched], resume=resume)
         trainer.train(model, p, *make_loaders())
         return trainer, opt

@@ -27,7 +27,7 @@ def test_event_order_of_one_epoch(tmp_path):
     train, _ = make_loaders(n=16, batch_size=8)
     valid = make_loaders(n=16, batch_size=16)[1]
     rec = Recorder()
-    Trainer("ev", tmp_path, "cpu").train(tiny_model(), base_params(max_epochs=1, phase_callbacks=[rec]), train, valid)
+    Trainer("ev", "cpu", ckpt_root_dir=tmp_path).train(tiny_model(), base_params(max_epochs=1, phase_callbacks=[rec]), train, valid)
     step = [
         "on_train_batch_start",
         "on_train_batch_loss_end",
@@ -70,7 +70,7 @@ def test_context_attributes_at_phases(tmp_path, loaders):
             )
 
     metric = torchmetrics.classification.MulticlassAccuracy(num_classes=2)
-    Trainer("ctx", tmp_path, "cpu").train(
+    Trainer("ctx", "cpu", ckpt_root_dir=tmp_path).train(
         tiny_model(), base_params(phase_callbacks=[pre, batch, val, Snap()], valid_metrics_list=[metric]), *loaders
     )
     assert pre_snapshot["optimizer"] is not None and pre_snapshot["net"] is not None
@@ -90,7 +90,7 @@ def test_experiment_directory_outputs(tmp_path, loaders):
         ema=True,
         ema_params={"decay": 0.5, "decay_type": "constant"},
     )
-    Trainer("out", tmp_path, "cpu").train(
+    Trainer("out", "cpu", ckpt_root_dir=tmp_path).train(
         tiny_model(),
         params,
         *loaders,
@@ -175,7 +175,7 @@ def test_metric_and_loss_naming_and_update_kwargs(tmp_path):
     params = base_params(
         max_epochs=1, loss=TwoPartLoss(), valid_metrics_list=[metric], metric_to_watch="mAP@0.50", phase_callbacks=[val]
     )
-    results = Trainer("names", tmp_path, "cpu").train(tiny_model(), params, batches, batches)
+    results = Trainer("names", "cpu", ckpt_root_dir=tmp_path).train(tiny_model(), params, batches, batches)
     assert results == pytest.approx(
         {
             "TwoPartLoss/ce": results["TwoPartLoss/ce"],
@@ -189,7 +189,7 @@ def test_metric_and_loss_naming_and_update_kwargs(tmp_path):
 
 def test_unknown_metric_to_watch_names_the_available_ones(tmp_path, loaders):
     with pytest.raises(ValueError, match=r"metric_to_watch='Acc'.*CrossEntropyLoss"):
-        Trainer("w", tmp_path, "cpu").train(tiny_model(), base_params(metric_to_watch="Acc"), *loaders)
+        Trainer("w", "cpu", ckpt_root_dir=tmp_path).train(tiny_model(), base_params(metric_to_watch="Acc"), *loaders)
 
 
 def test_nan_loss_stops_naming_epoch_and_batch_and_keeps_last_checkpoint(tmp_path, loaders):
@@ -202,7 +202,7 @@ def test_nan_loss_stops_naming_epoch_and_batch_and_keeps_last_checkpoint(tmp_pat
             return loss * float("nan") if NaNAt.calls == 4 + 4 + 2 else loss  # epoch 1 (4 train + 4 valid), batch 1
 
     ended = PhaseContextTestCallback(Phase.POST_TRAINING)
-    trainer = Trainer("nan", tmp_path, "cpu")
+    trainer = Trainer("nan", "cpu", ckpt_root_dir=tmp_path)
     with pytest.raises(FloatingPointError, match="epoch 1, batch 1"):
         trainer.train(tiny_model(), base_params(loss=NaNAt(), phase_callbacks=[ended]), *loaders)
     assert ended.context is not None
@@ -217,7 +217,7 @@ def test_ctrl_c_saves_latest_and_calls_training_end(tmp_path, loaders):
                 raise KeyboardInterrupt
 
     ended = PhaseContextTestCallback(Phase.POST_TRAINING)
-    trainer = Trainer("ctrlc", tmp_path, "cpu")
+    trainer = Trainer("ctrlc", "cpu", ckpt_root_dir=tmp_path)
     trainer.train(tiny_model(), base_params(max_epochs=3, phase_callbacks=[Interrupt(), ended]), *loaders)
     assert trainer.interrupted and ended.context is not None
     ckpt = torch.load(tmp_path / "ctrlc" / "ckpt_latest.pth", weights_only=True)
@@ -237,7 +237,7 @@ def test_batch_limits_validation_freq_and_accumulation(tmp_path, loaders):
         batch_accumulate=2,
         phase_callbacks=[rec, TestLRCallback(lrs)],
     )
-    Trainer("lim", tmp_path, "cpu").train(tiny_model(), params, *loaders)
+    Trainer("lim", "cpu", ckpt_root_dir=tmp_path).train(tiny_model(), params, *loaders)
     assert rec.events.count("on_train_batch_start") == 4 * 3
     # global steps 1..12, a step every second one
     assert rec.events.count("on_train_batch_gradient_step_end") == 6
@@ -251,15 +251,16 @@ def test_lr_schedule_through_the_trainer(tmp_path, loaders):
     params = base_params(
         max_epochs=4, lr_mode="step", lr_updates=[1, 3], lr_decay_factor=0.5, phase_callbacks=[TestLRCallback(lrs)]
     )
-    Trainer("lr", tmp_path, "cpu").train(tiny_model(), params, *loaders)
+    Trainer("lr", "cpu", ckpt_root_dir=tmp_path).train(tiny_model(), params, *loaders)
     assert lrs == pytest.approx([0.1, 0.05, 0.05, 0.025])
 
 
 def test_gradient_clipping_bounds_the_step(tmp_path, loaders):
     model = tiny_model()
     before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
-    params = base_params(max_epochs=1, max_train_batches=1, initial_lr=1.0, optimizer_params={}, clip_grad_norm=0.01)
-    Trainer("clip", tmp_path, "cpu").train(model, params, loaders[0])
+    params = base_params(max_epochs=1, max_train_batches=1, initial_lr=1.0, optimizer_params={"weight_decay": 0.0},
+                         clip_grad_norm=0.01)
+    Trainer("clip", "cpu", ckpt_root_dir=tmp_path).train(model, params, loaders[0])
     after = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert 0 < (after - before).norm() <= 0.01 + 1e-6
 
@@ -272,19 +273,19 @@ def test_bfloat16_autocast_on_cpu_runs(tmp_path, loaders):
             dtypes.append(ctx.preds.dtype)
 
     params = base_params(max_epochs=1, mixed_precision=True, phase_callbacks=[Dtype()])
-    Trainer("amp", tmp_path, "cpu").train(tiny_model(), params, *loaders)
+    Trainer("amp", "cpu", ckpt_root_dir=tmp_path).train(tiny_model(), params, *loaders)
     assert dtypes and set(dtypes) == {torch.bfloat16}
 
 
 def test_test_returns_losses_and_metrics(tmp_path, loaders):
-    trainer = Trainer("t", tmp_path, "cpu")
+    trainer = Trainer("t", "cpu", ckpt_root_dir=tmp_path)
     metric = torchmetrics.classification.MulticlassAccuracy(num_classes=2)
     results = trainer.test(tiny_model(), loaders[1], [metric], loss="cross_entropy")
     assert set(results) == {"CrossEntropyLoss", "MulticlassAccuracy"} and 0 <= results["MulticlassAccuracy"] <= 1
 
 
 def test_silent_mode_prints_nothing(tmp_path, loaders, capsys):
-    Trainer("quiet", tmp_path, "cpu").train(tiny_model(), base_params(max_epochs=1), *loaders)
+    Trainer("quiet", "cpu", ckpt_root_dir=tmp_path).train(tiny_model(), base_params(max_epochs=1), *loaders)
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
 
@@ -292,7 +293,7 @@ def test_silent_mode_prints_nothing(tmp_path, loaders, capsys):
 def test_bad_arguments(tmp_path, loaders):
     with pytest.raises(ValueError, match="experiment_name"):
         Trainer("")
-    trainer = Trainer("bad", tmp_path, "cpu")
+    trainer = Trainer("bad", "cpu", ckpt_root_dir=tmp_path)
     with pytest.raises(ValueError, match="loss='nope'"):
         trainer.train(tiny_model(), base_params(loss="nope"), *loaders)
     with pytest.raises(ValueError, match="optimizer='Adagrad2'"):
@@ -303,9 +304,9 @@ def test_bad_arguments(tmp_path, loaders):
 
 def test_a_run_that_fails_to_set_up_writes_nothing(tmp_path, loaders):
     with pytest.raises(ValueError, match="lr_mode='nope'"):
-        Trainer("bad_lr", tmp_path, "cpu").train(tiny_model(), base_params(lr_mode="nope"), *loaders)
+        Trainer("bad_lr", "cpu", ckpt_root_dir=tmp_path).train(tiny_model(), base_params(lr_mode="nope"), *loaders)
     assert not (tmp_path / "bad_lr").exists()
-    Trainer("other", tmp_path, "cpu").train(tiny_model(), base_params(max_epochs=1), *loaders)
+    Trainer("other", "cpu", ckpt_root_dir=tmp_path).train(tiny_model(), base_params(max_epochs=1), *loaders)
     before = sorted(p.name for p in (tmp_path / "other").iterdir())
 
     class Wider(torch.nn.Module):  # another model: its checkpoint cannot be loaded
@@ -317,5 +318,5 @@ def test_a_run_that_fails_to_set_up_writes_nothing(tmp_path, loaders):
             return self.fc(x)
 
     with pytest.raises(RuntimeError):
-        Trainer("other", tmp_path, "cpu").train(Wider(), base_params(resume=True), *loaders)
+        Trainer("other", "cpu", ckpt_root_dir=tmp_path).train(Wider(), base_params(resume=True), *loaders)
     assert sorted(p.name for p in (tmp_path / "other").iterdir()) == before

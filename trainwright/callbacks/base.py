@@ -339,10 +339,12 @@ class CallbackHandler(Callback):
 
 
 class ContextSgMethods:
-    """Run methods handed to callbacks as attributes (`context.context_methods`).
+    """Run methods handed to callbacks as attributes (`context.context_methods`), e.g.
+    ``ContextSgMethods(reset_best_metric=keeper.reset_best_metric)``; empty when built without arguments.
 
-    During training: ``get_net()``, ``set_ckpt_best_name(name)`` and ``reset_best_metric()``, e.g.
-    ``ContextSgMethods(get_net=lambda: model)``.
+    During training, at the epoch-level events: ``get_net`` (the model, a property), ``set_net(net)``,
+    ``set_ckpt_best_name(name)``, ``reset_best_metric()``, ``validate_epoch(epoch)`` and ``set_ema(val)``
+    (`trainwright.training.run_methods.RunMethods`); batch events get an empty one, as in the reference.
     """
 
     def __init__(self, **methods: Any):

@@ -38,6 +38,10 @@ class EarlyStop(PhaseCallback):
     :param threshold:    stop as soon as the value reaches this level (None: no threshold).
     :param verbose:      also log the outcome of checks that do not stop training.
     :param strict:       a missing monitor key raises RuntimeError; with False it is logged and the check skipped.
+
+    With check_finite=True the callback also takes over non-finite training losses (`handles_non_finite_loss`):
+    training goes on past a NaN or infinite loss (the batch's update is skipped, so the weights stay finite),
+    and this callback stops the run when the monitored value, e.g. the epoch's loss average, is not finite.
     """
 
     mode_dict = {"min": operator.lt, "max": operator.gt}
@@ -75,6 +79,11 @@ class EarlyStop(PhaseCallback):
         self.best_score = math.inf if mode == "min" else -math.inf
         self.wait_count = 0
         self.should_stop = False
+
+    @property
+    def handles_non_finite_loss(self) -> bool:
+        """Whether the trainer leaves a non-finite loss to this callback (check_finite=True) instead of stopping."""
+        return bool(self.check_finite)
 
     def __call__(self, context: PhaseContext) -> None:
         try:

@@ -129,12 +129,14 @@ class EpochStepWarmupLRCallback(LRCallbackBase):
 
 
 class LinearStepWarmupLRCallback(EpochStepWarmupLRCallback):
-    """Deprecated name of `EpochStepWarmupLRCallback` (warns with DeprecationWarning when built)."""
+    """Deprecated name of `EpochStepWarmupLRCallback` (`warmup_mode="linear_step"`); warns with FutureWarning
+    (shown by default: the reference logs a warning) when built."""
 
     def __init__(self, **kwargs):
         warnings.warn(
-            "LinearStepWarmupLRCallback is deprecated; use EpochStepWarmupLRCallback (warmup_mode='linear_epoch_step')",
-            DeprecationWarning,
+            "LinearStepWarmupLRCallback (warmup_mode='linear_step') is deprecated; use EpochStepWarmupLRCallback "
+            "(warmup_mode='linear_epoch_step')",
+            FutureWarning,
             stacklevel=2,
         )
         super().__init__(**kwargs)

@@ -10,11 +10,20 @@ from trainwright.callbacks.lr import (
     EpochStepWarmupLRCallback,
     ExponentialLRCallback,
     FunctionLRCallback,
+    LinearStepWarmupLRCallback,
     PolyLRCallback,
     StepLRCallback,
 )
+from trainwright.distributed import unwrap_model
 
-__all__ = ["LR_SCHEDULERS", "LR_WARMUPS", "register_lr_scheduler", "register_lr_warmup", "build_lr_callbacks"]
+__all__ = [
+    "LR_SCHEDULERS",
+    "LR_WARMUPS",
+    "register_lr_scheduler",
+    "register_lr_warmup",
+    "build_lr_callbacks",
+    "model_updates_param_groups",
+]
 
 # --- registry: lr_mode / warmup_mode names -> callback classes --------------------------------------------------
 
@@ -28,6 +37,7 @@ LR_SCHEDULERS: dict[str, type] = {
 LR_WARMUPS: dict[str, type] = {
     "linear_epoch_step": EpochStepWarmupLRCallback,
     "linear_batch_step": BatchStepLinearWarmupLRCallback,
+    "linear_step": LinearStepWarmupLRCallback,  # the reference's deprecated name of linear_epoch_step (warns)
 }
 # Names used by later versions of the reference system, accepted as aliases.
 _ALIASES = {
@@ -62,11 +72,21 @@ def _lookup(registry: Mapping[str, type], kind: str, name: str) -> type:
     return registry[key]
 
 
-def build_lr_callbacks(training_params, net, train_loader_len: int, update_param_groups: bool = False) -> list:
+def model_updates_param_groups(net) -> bool:
+    """Whether the model (DDP-unwrapped) defines `update_param_groups`: then the schedules let it set the LRs."""
+    return callable(getattr(unwrap_model(net), "update_param_groups", None))
+
+
+def build_lr_callbacks(training_params, net, train_loader_len: int, update_param_groups: bool | None = None) -> list:
     """The main schedule (lr_mode) then the warmup (warmup_mode), built from `training_params` attributes.
 
     lr_mode / warmup_mode may be a registered name or a class (built with the same keyword arguments).
+    `update_param_groups` None means as the reference decides: True when the model defines
+    `update_param_groups(param_groups, lr, epoch, iter, training_params, total_batch)`, which then receives
+    every new LR and sets the LR of each group itself.
     """
+    if update_param_groups is None:
+        update_param_groups = model_updates_param_groups(net)
     params = {k: getattr(training_params, k) for k in training_params}  # plain dict of all entries
     common = dict(
         net=net,

@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from trainwright.callbacks.base import Phase, PhaseCallback, PhaseContext
+from trainwright.distributed import is_main_process
 from trainwright.visualization.detection import DetectionVisualization, write_images
 
 
@@ -35,6 +36,8 @@ class BatchVisualizationCallback(PhaseCallback):
 
     def __call__(self, context: PhaseContext) -> None:
         if context.epoch is None or context.epoch % self.freq != 0 or context.batch_idx != self.batch_idx:
+            return
+        if not is_main_process():  # drawings are files of the run: rank 0 writes them
             return
         self.draw(context, None if self.last_img_idx_in_batch == -1 else self.last_img_idx_in_batch)
 

@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from trainwright.cli.export_args import add_export_parser, add_registry_parser  # argparse only: no torch import
+
 DEBUG_ENV = "TRAINWRIGHT_DEBUG"
 
 
@@ -50,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "print the detections (x1 y1 x2 y2 in pixels of the original image). Other files are "
                     "skipped with a note; an input that cannot be read is reported, the others are still "
                     "processed, and the exit status is 1.")
-    predict.add_argument("checkpoint", help="a .pth file written by trainwright train")
+    predict.add_argument("checkpoint", help="a .pth file written by trainwright train, or an .onnx file written by "
+                                            "trainwright export (run with onnxruntime)")
     predict.add_argument("sources", nargs="+", metavar="SOURCE",
                          help="image or video files, folders of them, or glob patterns (quoted, e.g. 'data/*.jpg')")
     predict.add_argument("--output", default="predictions", help="folder for the outputs (default: predictions)")
@@ -76,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--allow-unsafe-pickle", action="store_true",
                          help="read IN with a full unpickle (runs code the file names: trusted files only)")
     convert.set_defaults(handler=_run_convert)
+
+    add_export_parser(sub)
+    add_registry_parser(sub)
 
     demo = sub.add_parser("demo", help="post-process a synthetic YOLOX output with our NMS next to torchvision's")
     demo.set_defaults(handler=_run_demo)
@@ -125,8 +131,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     from trainwright.config import UnusedConfigParamException
 
-    # pickle.UnpicklingError: a checkpoint refused by the weights-only reader (trainwright.checkpoints).
-    return (UnusedConfigParamException, OSError, ValueError, TypeError, KeyError, pickle.UnpicklingError)
+    # pickle.UnpicklingError: a checkpoint refused by the weights-only reader (trainwright.checkpoints);
+    # ImportError: an optional extra (export, simplify, mlflow) that is not installed.
+    return (UnusedConfigParamException, OSError, ValueError, TypeError, KeyError, pickle.UnpicklingError, ImportError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,7 +39,9 @@ def run_train(args: list[str]) -> int:
     """Train; prints a table per epoch, a summary, and the experiment directory as the last line."""
     import torch
 
+    from trainwright.distributed import broadcast_object, is_main_process, main_process_first
     from trainwright.training import Trainer
+    from trainwright.training.distributed_run import resolve_device
     from trainwright.training.params import resume_requested
 
     start = time.perf_counter()
@@ -48,26 +50,45 @@ def run_train(args: list[str]) -> int:
     spec = read_detection_recipe(recipe)
     if spec.num_threads:
         torch.set_num_threads(int(spec.num_threads))
+    device = resolve_device(spec.device)  # under torchrun: joins the job (gloo on CPU, nccl on CUDA)
+    main = is_main_process()  # under torchrun only rank 0 prints and writes
+    say = print if main else _quiet
     resume = resume_requested(spec.training_params)
     name = spec.experiment_name if resume else unique_experiment_name(spec.ckpt_root_dir, spec.experiment_name)
-    print(f"recipe {recipe_name}: {spec.architecture} on {spec.dataset['type']} data, "
-          f"input {spec.dataset['input_size']}, {spec.training_params.get('max_epochs')} epochs")
-    run = build_detection_run(spec)
-    print(f"{len(run.train_loader.dataset)} training images, {len(run.valid_loader.dataset)} validation images, "
-          f"classes {run.class_names}")
-    trainer = Trainer(name, ckpt_root_dir=os.path.abspath(spec.ckpt_root_dir), device=spec.device)
+    name = broadcast_object(name)  # rank 0's choice, before its folder exists
+    say(f"recipe {recipe_name}: {spec.architecture} on {spec.dataset['type']} data, "
+        f"input {spec.dataset['input_size']}, {spec.training_params.get('max_epochs')} epochs")
+    with main_process_first():  # rank 0 generates (or downloads) what the others then only read
+        run = build_detection_run(spec)
+    say(f"{len(run.train_loader.dataset)} training images, {len(run.valid_loader.dataset)} validation images, "
+        f"classes {run.class_names}")
+    trainer = Trainer(name, device, ckpt_root_dir=os.path.abspath(spec.ckpt_root_dir))
     experiment_dir = Path(trainer.experiment_dir)
-    experiment_dir.mkdir(parents=True, exist_ok=True)
-    text = OmegaConf.to_yaml(recipe)
-    atomic_write(experiment_dir / "recipe.yaml", lambda f: f.write(text.encode()))
+    if main:
+        experiment_dir.mkdir(parents=True, exist_ok=True)
+        text = OmegaConf.to_yaml(recipe)
+        atomic_write(experiment_dir / "recipe.yaml", lambda f: f.write(text.encode()))
     # The table replaces the default progress bar (it is a ProgressReporter).
-    report = TrainingReport(show=not run.training_params.get("silent_mode", False))
+    report = TrainingReport(show=main and not run.training_params.get("silent_mode", False), plot=main)
     params = {**run.training_params, "phase_callbacks": [*run.training_params["phase_callbacks"], report]}
     results = trainer.train(run.model, params, run.train_loader, run.valid_loader,
                             processing_params=run.processing_params)
-    _print_summary(trainer, results, experiment_dir, time.perf_counter() - start)
-    print(experiment_dir)
+    if main:
+        _print_summary(trainer, results, experiment_dir, time.perf_counter() - start)
+        print(experiment_dir)
+    _leave_process_group()
     return 130 if trainer.interrupted else 0
+
+
+def _quiet(*args, **kwargs) -> None:
+    """`print` of the processes other than rank 0."""
+
+
+def _leave_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _print_summary(trainer, results: dict, experiment_dir: Path, seconds: float) -> None:

@@ -11,8 +11,6 @@ padding (datasets that return fixed-size target arrays) and are dropped.
 
 from __future__ import annotations
 
-import random
-
 import cv2
 import numpy as np
 import torch
@@ -87,13 +85,23 @@ def _check_sizes(sizes) -> list[tuple[int, int]] | None:
     return [(int(r), int(c)) for r, c in pairs]
 
 
+def _draw(n: int) -> int:
+    """A random index in [0, n) from torch's default generator."""
+    return int(torch.randint(n, ()).item())
+
+
 class PPYoloECollateFN(DetectionCollateFN):
     """DetectionCollateFN that first resizes every image of the batch to one randomly chosen size.
 
     random_resize_sizes: sizes to choose from, each an int (square) or (rows, cols); None: no resize.
     random_resize_modes: OpenCV interpolation flags to choose from (one per batch); None: all the
-    common ones (nearest, linear, cubic, area, lanczos). Boxes are scaled with their image. The choice
-    uses Python's ``random``, which DataLoader seeds in each worker.
+    common ones (nearest, linear, cubic, area, lanczos). Boxes are scaled with their image.
+
+    The choice draws from torch's default generator. In a DataLoader worker the DataLoader seeds it from
+    the loader's generator and the worker id (the Trainer seeds the loader's generator with seed + epoch
+    every epoch); in the main process (num_workers=0) it is the process's seeded stream, which checkpoints
+    save and resume restores. Either way an epoch's sizes depend only on the seed and the epoch, so a
+    resumed run resizes its batches exactly as the uninterrupted run does.
     """
 
     def __init__(self, random_resize_sizes=None, random_resize_modes=None):
@@ -110,8 +118,8 @@ class PPYoloECollateFN(DetectionCollateFN):
 
     def random_resize(self, data) -> list:
         """Items with images resized to one random (rows, cols) and their target/crowd boxes scaled."""
-        rows, cols = random.choice(self.random_resize_sizes)
-        mode = random.choice(self.random_resize_modes)
+        rows, cols = self.random_resize_sizes[_draw(len(self.random_resize_sizes))]
+        mode = self.random_resize_modes[_draw(len(self.random_resize_modes))]
         return [self._resize_item(item, i, rows, cols, mode) for i, item in enumerate(data)]
 
     @staticmethod

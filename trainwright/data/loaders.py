@@ -9,6 +9,7 @@ depend only on (seed, epoch) so that a resumed run draws the same augmentations 
 
 from __future__ import annotations
 
+import inspect
 import os
 
 import torch
@@ -69,6 +70,12 @@ class DetectionDataLoader(DataLoader):
             if self.epoch_seeds is not None:
                 self.epoch_seeds.draw(self.generator)
         return super().__iter__()
+
+    def with_sampler(self, sampler) -> DetectionDataLoader:
+        """A loader like this one (dataset, batch size, workers, seeds, collate, ...) drawing from `sampler`."""
+        names = [n for n in inspect.signature(DataLoader.__init__).parameters
+                 if n not in ("self", "sampler", "batch_sampler", "shuffle") and hasattr(self, n)]
+        return type(self)(sampler=sampler, epoch_seeds=self.epoch_seeds, **{n: getattr(self, n) for n in names})
 
     def restart_workers(self) -> None:
         """Stop the workers; the next epoch starts new ones, with copies of the dataset as it is then."""

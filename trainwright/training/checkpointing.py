@@ -26,6 +26,7 @@ from trainwright.nn.checkpoint_keys import (
     RNG_STATE,
     VERSION,
 )
+from trainwright.training.file_names import experiment_file
 from trainwright.training.params import resume_requested
 from trainwright.training.state import TrainState
 
@@ -148,11 +149,14 @@ class Checkpointer:
 def read_resume_checkpoint(params, experiment_dir: str) -> tuple[str, dict] | None:
     """(path, checkpoint) to resume from when `params` ask for it (resume or resume_path), else None.
 
+    Without resume_path the file is `ckpt_name` (ckpt_latest.pth by default) of the experiment directory.
+
     Read before anything of the run is built or written, so a missing or unreadable file changes nothing.
     """
     if not resume_requested(params):
         return None
-    path = params.resume_path or os.path.join(experiment_dir, LATEST_CHECKPOINT)
+    path = params.resume_path or experiment_file(experiment_dir, params.get("ckpt_name", LATEST_CHECKPOINT),
+                                                 "training_params.ckpt_name")  # fmt: skip
     if not os.path.isfile(path):
         raise FileNotFoundError(f"cannot resume: no checkpoint at {path!r}")
     return path, read_ckpt_state_dict(path)

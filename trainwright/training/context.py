@@ -2,13 +2,18 @@
 
 Each documented attribute reads (and, where it is the state's own field, writes) the state, so the loop keeps
 one typed state and callbacks written for the reference see their usual names.
+
+As in the reference, `context_methods` (get_net, set_net, set_ckpt_best_name, reset_best_metric,
+validate_epoch, set_ema) is available to the epoch-level events only (training start and end, the start
+and end of the training and validation passes, a new best, the end of an epoch); batch events see the
+same context through `batch_view()`, where it is an empty `ContextSgMethods`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from trainwright.callbacks.base import CONTEXT_ATTRIBUTES, PhaseContext
+from trainwright.callbacks.base import CONTEXT_ATTRIBUTES, ContextSgMethods, PhaseContext
 from trainwright.training.state import LoopState
 
 __all__ = ["StateContext"]
@@ -65,12 +70,14 @@ def _state_field(path: str) -> property:
 class StateContext(PhaseContext):
     """A PhaseContext whose documented attributes are those of `state` (see `_FIELDS`).
 
-    `lr_warmup_epochs` and `ddp_silent_mode` are read from the parameters and the rank; other attributes
-    (test_loader, test_metrics, context_methods, a callback's own) are plain ones, set with `update_context`.
+    `lr_warmup_epochs` and `ddp_silent_mode` are read from the parameters and the rank; `context_methods` is an
+    empty `ContextSgMethods` unless given; other attributes (test_loader, test_metrics, a callback's own) are
+    plain ones, set with `update_context`.
     """
 
     def __init__(self, state: LoopState, **attributes: Any):
         object.__setattr__(self, "_state", state)
+        object.__setattr__(self, "_context_methods", ContextSgMethods())
         for name in CONTEXT_ATTRIBUTES:
             if not hasattr(type(self), name):
                 object.__setattr__(self, name, None)
@@ -80,6 +87,21 @@ class StateContext(PhaseContext):
     def state(self) -> LoopState:
         """The state this context shows."""
         return self._state
+
+    @property
+    def context_methods(self) -> ContextSgMethods:
+        """The run's methods for callbacks (see the module docstring)."""
+        return self._context_methods
+
+    @context_methods.setter
+    def context_methods(self, methods: ContextSgMethods | None) -> None:
+        object.__setattr__(self, "_context_methods", methods if methods is not None else ContextSgMethods())
+
+    def batch_view(self) -> StateContext:
+        """This context as the batch events see it: the same attributes (one shared set) without context_methods."""
+        view = object.__new__(_BatchStateContext)
+        view.__dict__ = self.__dict__
+        return view
 
     @property
     def lr_warmup_epochs(self) -> int | None:
@@ -96,3 +118,15 @@ class StateContext(PhaseContext):
 
 for _name, _path in _FIELDS.items():
     setattr(StateContext, _name, _state_field(_path))
+
+
+class _BatchStateContext(StateContext):
+    """`StateContext.batch_view()`: shares every attribute of its context; `context_methods` is empty there."""
+
+    @property
+    def context_methods(self) -> ContextSgMethods:
+        return ContextSgMethods()
+
+    @context_methods.setter
+    def context_methods(self, methods: ContextSgMethods | None) -> None:
+        StateContext.context_methods.fset(self, methods)

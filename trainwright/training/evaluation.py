@@ -11,6 +11,8 @@ from torch import nn
 
 from trainwright.callbacks.base import Callback, PhaseContext
 from trainwright.training.batches import move_to_device, unpack_batch
+from trainwright.training.context import StateContext
+from trainwright.training.distributed_run import same_numbers
 from trainwright.training.losses import loss_item_names, split_loss_output
 from trainwright.training.metric_set import LossAverager, MetricSet
 from trainwright.training.state import LoopState
@@ -49,10 +51,11 @@ NO_EVENTS = PassEvents(_nothing, _nothing, _nothing, _nothing)
 
 def loss_results(state: LoopState, losses: LossAverager) -> dict[str, float]:
     """Name -> mean of each loss component of a pass (averaged over processes); records the names in the state."""
-    if losses.sum is None:
+    mean = losses.mean()
+    if mean is None:
         return {}
-    state.loss_names = loss_item_names(state.criterion, losses.sum.numel())
-    return losses.compute(state.loss_names)
+    state.loss_names = loss_item_names(state.criterion, mean.numel())
+    return dict(zip(state.loss_names, mean.tolist()))
 
 
 @torch.no_grad()
@@ -61,8 +64,10 @@ def evaluate(state: LoopState, model: nn.Module, loader, metrics: MetricSet, eve
     """Run `model` in eval mode over `loader` (at most `max_batches`); returns each loss item and metric.
 
     The batch and its predictions go to `state.batch`, the results to `state.metrics_dict` before
-    `events.loader_end`. The model's train/eval mode is restored afterwards.
+    `events.loader_end`. The model's train/eval mode is restored afterwards. The batch events see the context
+    as batch events do (`StateContext.batch_view`: no context_methods), the loader events as it is.
     """
+    batch_context = context.batch_view() if isinstance(context, StateContext) else context
     was_training = model.training
     model.eval()
     metrics.reset()
@@ -74,7 +79,7 @@ def evaluate(state: LoopState, model: nn.Module, loader, metrics: MetricSet, eve
     for index, raw in enumerate(itertools.islice(loader, state.num_batches)):
         batch.index = index
         batch.inputs, batch.target, batch.extras = move_to_device(unpack_batch(raw), state.device)
-        events.batch_start(context)
+        events.batch_start(batch_context)
         with state.autocast():
             batch.preds = model(batch.inputs)
             batch.loss_items = None
@@ -82,8 +87,8 @@ def evaluate(state: LoopState, model: nn.Module, loader, metrics: MetricSet, eve
                 _, batch.loss_items = split_loss_output(state.criterion(batch.preds, batch.target))
                 state.losses.update(batch.loss_items, len(batch.inputs))
         metrics.update(batch.preds, batch.target, batch.inputs, batch.extras)
-        events.batch_end(context)
-    state.metrics_dict = results = {**loss_results(state, state.losses), **metrics.compute()}
+        events.batch_end(batch_context)
+    state.metrics_dict = results = same_numbers({**loss_results(state, state.losses), **metrics.compute()})
     events.loader_end(context)
     model.train(was_training)
     return results

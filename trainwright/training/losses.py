@@ -12,9 +12,15 @@ __all__ = ["LOSSES", "register_loss", "build_loss", "loss_item_names", "split_lo
 
 
 def build_loss(loss, criterion_params: Mapping) -> Callable:
-    """An nn.Module / callable is used as is; a registered name is built with `criterion_params`."""
+    """An nn.Module / callable is used as is; a registered name is built with `criterion_params`, a one-entry
+    mapping {name: {arguments}} (the reference's recipe form) with its arguments."""
     if isinstance(loss, str):
         return loss_factory(loss)(**criterion_params)
+    if isinstance(loss, Mapping):
+        if len(loss) != 1 or not isinstance(next(iter(loss.values())) or {}, Mapping):
+            raise TypeError(f"loss as a mapping must be {{name: {{arguments}}}}, got {dict(loss)!r}")
+        (name, kwargs), = loss.items()
+        return loss_factory(name)(**dict(kwargs or {}))
     if callable(loss):
         return loss
     raise TypeError(f"loss must be a registered name, an nn.Module or a callable, got {type(loss).__name__}")

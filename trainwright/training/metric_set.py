@@ -9,6 +9,8 @@ import torch
 import torch.distributed as dist
 import torchmetrics
 
+from trainwright.distributed import collective_device
+
 __all__ = ["MetricSet", "LossAverager"]
 
 _OPTIONAL_UPDATE_ARGS = ("device", "inputs", "crowd_targets")
@@ -87,12 +89,28 @@ class LossAverager:
             self.sum.add_(components.detach(), alpha=batch_size)
         self.count += batch_size
 
+    def mean(self) -> torch.Tensor | None:
+        """Mean of each component [K] over every sample of every process (None when no process saw a batch).
+
+        Under torch.distributed every process must call it, also one that saw no batch (an evaluation share
+        can be empty): the sums and counts are all-reduced in one tensor [K + 1].
+        """
+        distributed = dist.is_available() and dist.is_initialized()
+        if not distributed:
+            return None if self.sum is None else self.sum / self.count
+        device = self.sum.device if self.sum is not None else collective_device()
+        size = torch.tensor([0 if self.sum is None else self.sum.numel()], device=device)
+        dist.all_reduce(size, op=dist.ReduceOp.MAX)
+        if int(size) == 0:
+            return None
+        packed = torch.zeros(int(size) + 1, device=device)
+        if self.sum is not None:
+            packed[:-1] = self.sum
+            packed[-1] = float(self.count)
+        dist.all_reduce(packed)
+        return packed[:-1] / packed[-1]
+
     def compute(self, names: list[str]) -> dict[str, float]:
         """name -> mean, averaged over all processes when torch.distributed is initialised."""
-        if self.sum is None:
-            return {}
-        total, count = self.sum.clone(), torch.tensor(float(self.count), device=self.sum.device)
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(total)
-            dist.all_reduce(count)
-        return dict(zip(names, (total / count).tolist()))
+        mean = self.mean()
+        return {} if mean is None else dict(zip(names, mean.tolist()))

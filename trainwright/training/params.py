@@ -8,7 +8,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from trainwright.config import HpmStruct, raise_if_unused_params
-from trainwright.nn.checkpoint_keys import BEST_CHECKPOINT
+from trainwright.nn.checkpoint_keys import BEST_CHECKPOINT, LATEST_CHECKPOINT
+from trainwright.training.sg_params import adapt_sg_training_params
 
 __all__ = ["DEFAULT_TRAINING_PARAMS", "resolve_training_params", "resume_requested"]
 
@@ -20,17 +21,18 @@ DEFAULT_TRAINING_PARAMS: dict[str, Any] = {
     "lr_mode": None,  # None (constant), "step", "poly", "cosine", "exp", "function", or a registered name/class
     "lr_warmup_epochs": 0,
     "lr_warmup_steps": 0,  # batch-step warmup length; 0 -> lr_warmup_epochs * len(train_loader)
-    "warmup_mode": "linear_epoch_step",  # or "linear_batch_step"
+    "warmup_mode": "linear_epoch_step",  # or "linear_batch_step" ("linear_step": deprecated linear_epoch_step)
     "warmup_initial_lr": None,  # None -> initial_lr / (lr_warmup_epochs + 1)
     "lr_cooldown_epochs": 0,  # last epochs that keep the LR the schedule reached
     "cosine_final_lr_ratio": 0.01,
-    "lr_updates": [],  # epochs at which lr_mode="step" decays
+    "lr_updates": [],  # epochs at which lr_mode="step" decays (the reference's `_target_: ...empty_list` too)
     "lr_decay_factor": 0.1,
     "step_lr_update_freq": None,
     "lr_schedule_function": None,  # for lr_mode="function"
     # optimisation
     "optimizer": "SGD",  # "SGD", "Adam", "AdamW", "RMSProp" or a torch.optim.Optimizer instance
-    "optimizer_params": {},
+    "optimizer_params": {},  # over the reference's defaults: SGD/RMSProp momentum 0.9, SGD/Adam/RMSProp weight_decay 1e-4
+    "load_opt_params": True,  # resume restores the optimizer's state (False: a fresh optimizer)
     "zero_weight_decay_on_bias_and_bn": False,
     "loss": None,  # required: a registered name (e.g. "cross_entropy") or an nn.Module / callable
     "criterion_params": {},
@@ -39,6 +41,10 @@ DEFAULT_TRAINING_PARAMS: dict[str, Any] = {
     "mixed_precision": False,  # CUDA: float16 autocast + GradScaler; CPU: bfloat16 autocast
     "clip_grad_norm": None,
     "batch_accumulate": 1,  # optimizer step every N batches (gradients are summed, as in the reference)
+    "pre_prediction_callback": None,  # (inputs, targets, batch_idx) -> (inputs, targets) before each training forward
+    "precise_bn": False,  # recompute BatchNorm statistics over many batches after each training pass
+    "precise_bn_batch_size": None,  # samples for precise_bn; None: one loader batch per process
+    "sync_bn": False,  # under torch.distributed: BatchNorm statistics over the batches of every process
     # metrics and checkpoints
     "train_metrics_list": [],
     "valid_metrics_list": [],
@@ -51,6 +57,7 @@ DEFAULT_TRAINING_PARAMS: dict[str, Any] = {
     "number_of_models_to_average": 10,
     "resume": False,
     "resume_path": None,
+    "ckpt_name": LATEST_CHECKPOINT,  # the file of the experiment directory resume=True reads (without resume_path)
     # loop control
     "phase_callbacks": [],
     "max_train_batches": None,
@@ -91,7 +98,7 @@ def _check_names(user: Mapping) -> None:
 
 def resolve_training_params(training_params) -> HpmStruct:
     """Defaults overridden by `training_params` (dict / DictConfig / HpmStruct) as an HpmStruct; checks names."""
-    user = _to_plain_mapping(training_params)
+    user = adapt_sg_training_params(_to_plain_mapping(training_params))
     _check_names(user)
     resolved = {**DEFAULT_TRAINING_PARAMS, **user}
     for name in ("ema_params",):

@@ -12,12 +12,14 @@ import torch
 from torch import nn
 
 from trainwright.config import HpmStruct
-from trainwright.distributed import get_local_rank, is_distributed, is_main_process, unwrap_model
+from trainwright.distributed import get_rank, is_main_process, unwrap_model
 from trainwright.logging import NullSGLogger, build_sg_logger
+from trainwright.training.data_order import shard_loader
+from trainwright.training.distributed_run import wrap_model
 from trainwright.training.ema import ModelEMA
 from trainwright.training.losses import build_loss
 from trainwright.training.metric_set import MetricSet
-from trainwright.training.optim import build_optimizer
+from trainwright.training.optim import build_optimizer, optimizer_params_with_defaults
 from trainwright.training.state import TrainState
 
 __all__ = ["build_train_state", "open_sg_logger"]
@@ -34,28 +36,25 @@ def seed_everything(seed: int, flush_denormal: bool) -> None:
     torch.manual_seed(seed)
 
 
-def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
-    """`model` on `device`, wrapped in DistributedDataParallel when torch.distributed is initialised."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    model = model.to(device)
-    if is_distributed():
-        ids = [get_local_rank()] if device.type == "cuda" else None
-        model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    return model
-
-
 def build_train_state(model: nn.Module, params: HpmStruct, train_loader, valid_loader, *, device: torch.device,
                       experiment_name: str, experiment_dir: str, processing_params: dict | None) -> TrainState:
-    """The TrainState of a run; nothing is written yet (see `open_sg_logger`)."""
+    """The TrainState of a run; nothing is written yet (see `open_sg_logger`).
+
+    Under torch.distributed each process seeds with seed + rank, the model is wrapped in DistributedDataParallel
+    (`distributed_run.wrap_model`) and the loaders give each process its share (`data_order.shard_loader`).
+    """
     flush = params.flush_denormal if params.flush_denormal is not None else device.type == "cpu"
-    seed_everything(params.seed, flush)
-    net = prepare_model(model, device)
+    seed_everything(params.seed + get_rank(), flush)
+    net = wrap_model(model, device, sync_bn=bool(params.sync_bn))
+    train_loader = shard_loader(train_loader, params.seed, training=True, what="training loader")
+    valid_loader = shard_loader(valid_loader, params.seed, training=False, what="validation loader")
     criterion = build_loss(params.loss, params.criterion_params)
     if isinstance(criterion, nn.Module):
         criterion.to(device)
+    # The options the optimizer gets, the reference's defaults included, are what the checkpoint's recipe records.
+    params.optimizer_params = optimizer_params_with_defaults(params.optimizer, params.optimizer_params)
     optimizer = build_optimizer(params.optimizer, unwrap_model(net), params.initial_lr, params.optimizer_params,
-                                params.zero_weight_decay_on_bias_and_bn)  # fmt: skip
+                                params.zero_weight_decay_on_bias_and_bn, training_params=params)  # fmt: skip
     amp = bool(params.mixed_precision)
     train_loader_len = len(train_loader)
     if params.max_train_batches is not None:

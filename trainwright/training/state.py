@@ -120,9 +120,11 @@ class TrainState(LoopState):
         return out
 
     def load_state_dict(self, checkpoint: dict) -> None:
-        """Inverse of `state_dict`; a checkpoint without scaler or EMA entries leaves those as built."""
+        """Inverse of `state_dict`; a checkpoint without scaler or EMA entries leaves those as built, and the
+        optimizer is left as built when the parameters say load_opt_params=False."""
         unwrap_model(self.net).load_state_dict(checkpoint[NET])
-        self.optimizer.load_state_dict(checkpoint[OPTIMIZER])
+        if self.params.get("load_opt_params", True):  # False: the optimizer starts afresh (the reference's option)
+            self.optimizer.load_state_dict(checkpoint[OPTIMIZER])
         if checkpoint.get(SCALER) and self.scaler.is_enabled():
             self.scaler.load_state_dict(checkpoint[SCALER])
         if self.ema is not None and EMA_NET in checkpoint:

@@ -37,7 +37,11 @@ def class_colors(num_classes: int) -> list[tuple[int, int, int]]:
 
 
 def _draw_box(image: np.ndarray, box, color, label: str, thickness: int) -> None:
-    x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+    # Clipped just outside the canvas: an untrained model's huge boxes stay drawable (OpenCV takes int32 points).
+    height, width = image.shape[:2]
+    limits = np.array([width, height, width, height], dtype=np.float64) + 1.0
+    coords = np.clip(np.nan_to_num(np.asarray(box, dtype=np.float64), nan=-1.0), -1.0, limits)
+    x1, y1, x2, y2 = (int(round(v)) for v in coords)
     cv2.rectangle(image, (x1, y1), (x2, y2), color, thickness)
     if label:
         (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)

@@ -9,6 +9,7 @@ from torch import nn
 from trainwright.models.detection.blocks import Concat, ConvBNSiLU, CSPLayer, conv3x3
 from trainwright.models.detection.csp_darknet import CSPDarknet, scaled_depth, scaled_width
 from trainwright.models.detection.yolox_head import YoloXDecoupledHead
+from trainwright.ops.boxes import cxcywh2xyxy
 
 STRIDES = (8, 16, 32)
 _GRID_CACHE_SIZE = 16
@@ -130,6 +131,15 @@ class YoloX(nn.Module):
         wh = torch.exp(flat[..., 2:4]) * stride
         return torch.cat([xy, wh, flat[..., 4:].sigmoid()], dim=-1)
 
+    @staticmethod
+    def boxes_and_scores(output) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eval output -> boxes [B, N, 4] (x1, y1, x2, y2 input pixels) and scores [B, N, C] (objectness x class).
+
+        The detector-independent form that ONNX export writes (see trainwright.export).
+        """
+        decoded = output[0] if isinstance(output, (tuple, list)) else output
+        return cxcywh2xyxy(decoded[..., :4]), decoded[..., 5:] * decoded[..., 4:5]
+
     def _grid(self, sizes: tuple, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """Cell offsets (gx, gy) [N, 2] and per-cell strides [N, 1] for levels of the given (h, w), cached."""
         key = (sizes, device, dtype)
@@ -144,8 +154,9 @@ def make_grid(sizes, strides, device=None, dtype=torch.float32) -> tuple[torch.T
     """Cell offsets (gx, gy) [N, 2] and strides [N, 1] for levels of sizes (h_i, w_i), row-major per level."""
     grids, level_strides = [], []
     for (h, w), s in zip(sizes, strides):
-        gy, gx = torch.meshgrid(torch.arange(h, device=device, dtype=dtype),
-                                torch.arange(w, device=device, dtype=dtype), indexing="ij")
+        # arange in float32, then cast: the ONNX exporter cannot trace a float16 arange.
+        gy, gx = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32).to(dtype),
+                                torch.arange(w, device=device, dtype=torch.float32).to(dtype), indexing="ij")
         grids.append(torch.stack([gx, gy], dim=-1).reshape(-1, 2))
         level_strides.append(torch.full((h * w, 1), float(s), device=device, dtype=dtype))
     return torch.cat(grids), torch.cat(level_strides)

@@ -18,10 +18,12 @@ import torch
 import torch.distributed as dist
 
 from trainwright.models.detection.yolox_loss import YoloXDetectionLoss
+from trainwright.models.losses import register_loss
 
 __all__ = ["YoloXFastDetectionLoss"]
 
 
+@register_loss("yolox_fast_loss")
 class YoloXFastDetectionLoss(YoloXDetectionLoss):
     """`YoloXDetectionLoss` with the per-box assignment described in this module; same inputs and outputs.
 

@@ -5,6 +5,8 @@ from trainwright.training.policies.ema_update import EMAUpdate
 from trainwright.training.policies.epoch_checkpoints import EpochCheckpoints
 from trainwright.training.policies.model_averaging import ModelAveraging
 from trainwright.training.policies.nan_guard import NaNGuard
+from trainwright.training.policies.pre_prediction import PrePrediction
+from trainwright.training.policies.precise_bn import PreciseBN
 from trainwright.training.policies.progress import ProgressBar, ProgressReporter
 from trainwright.training.policies.results import ResultsWriter
 
@@ -14,6 +16,8 @@ __all__ = [
     "EpochCheckpoints",
     "ModelAveraging",
     "NaNGuard",
+    "PreciseBN",
+    "PrePrediction",
     "ProgressBar",
     "ProgressReporter",
     "ResultsWriter",

@@ -22,4 +22,6 @@ class EMAUpdate(Callback):
 
     def on_train_batch_gradient_step_end(self, context: PhaseContext) -> None:
         state = self.state
+        if state.ema is None:  # switched off by context_methods.set_ema(False)
+            return
         state.ema.update(state.net, step=state.global_step, total_steps=state.train_loader_len * state.params.max_epochs)
