@@ -8,11 +8,11 @@ sys), on two datasets:
     recipe's augmentation (mosaic, affine, HSV, flip) with YOLOX-N at 320, batch 8.
 "previous" is the loader before worker settings were tuned (2 fresh workers every epoch, each with
 OpenCV's default thread pool), for comparison. Validation is limited to one batch. The ratio is the
-wall time over the best wall time of the dataset's settings; runs are interleaved and the best of the
-repeats is kept.
+wall time over the best wall time of the dataset's settings; each round runs the settings in turn, in
+the opposite order from the round before, and the best of the rounds is kept.
 
     python benchmarks/epoch.py              # both datasets, 2 repeats (about 15 minutes on 2 quiet cores)
-    python benchmarks/epoch.py --quick      # a few batches, one repeat
+    python benchmarks/epoch.py --quick      # a few batches, one repeat, without "previous"
 """
 
 from __future__ import annotations
@@ -131,14 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     from trainwright.data.loaders import available_cpus, default_num_workers
 
     repeats = args.repeats or (1 if args.quick else 2)
+    settings = SETTINGS[:-1] if args.quick else SETTINGS
     print(f"{available_cpus()} CPUs, default num_workers {default_num_workers()}, load average "
           f"{os.getloadavg()[0]:.1f} at start, best of {repeats}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, (recipe, overrides, epochs) in recipes(args.quick, Path(tmp) / "jpeg").items():
             best: dict[str, dict] = {}
-            for _ in range(repeats):
-                for setting in SETTINGS:
+            for round_ in range(repeats):
+                for setting in settings if round_ % 2 == 0 else settings[::-1]:
                     result = measure(recipe, overrides, epochs, setting, str(Path(tmp) / "runs"))
                     if setting not in best or result["wall"] < best[setting]["wall"]:
                         best[setting] = result

@@ -118,3 +118,19 @@ def test_a_taken_experiment_directory_is_not_reused(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run_2").mkdir()
     assert unique_experiment_name(str(tmp_path), "run") == "run_3"
+
+
+def test_training_workers_follow_the_cpus_unless_given(tmp_path):
+    from trainwright.data.loaders import default_num_workers
+    from trainwright.recipes.detection import build_detection_run
+
+    tiny = [f"dataset.root={tmp_path}", "dataset.input_size=[32,32]", "dataset.cache_images=false",
+            "dataset.generation={image_size: 32, num_train: 4, num_val: 2, min_object_size: 6, max_object_size: 12}",
+            "train_dataloader.batch_size=2"]
+    spec = read_detection_recipe(load_recipe(DEFAULT_RECIPE, tiny))
+    assert spec.train_loader["num_workers"] is None
+    run = build_detection_run(spec)
+    assert run.train_loader.num_workers == default_num_workers()
+    assert run.train_loader.persistent_workers == (default_num_workers() > 0)
+    given = build_detection_run(read_detection_recipe(load_recipe(DEFAULT_RECIPE, [*tiny, "train_dataloader.num_workers=0"])))
+    assert given.train_loader.num_workers == 0

@@ -99,6 +99,11 @@ def _section(cfg, name: str):
     return section
 
 
+def _workers(value) -> int | None:
+    """A loader's num_workers: an int, or None (`trainwright.data.loaders.default_num_workers`)."""
+    return None if value is None else int(value)
+
+
 def _required(section, prefix: str, key: str):
     """section[key], or a RecipeError naming the dotted key (prefix "" for top-level keys) when it is unset."""
     value = section.get(key)
@@ -154,7 +159,7 @@ def read_detection_recipe(recipe: DictConfig | Mapping) -> DetectionRecipe:
             augmentation=_read_known(augmentation, _AUGMENTATION_KEYS),
             mosaic_off_epoch=augmentation.get("mosaic_off_epoch"),
             train_loader={"batch_size": int(_required(train_loader, "train_dataloader", "batch_size")),
-                          "num_workers": int(train_loader.get("num_workers", 2))},
+                          "num_workers": _workers(train_loader.get("num_workers"))},
             valid_loader={"batch_size": int(_required(valid_loader, "valid_dataloader", "batch_size")),
                           "num_workers": int(valid_loader.get("num_workers", 0))},
             postprocess=_read_known(_section(cfg, "postprocess"), _POSTPROCESS_KEYS),
