@@ -118,15 +118,27 @@ def test_workers_run_on_one_thread_and_live_across_epochs():
     assert set(facts(fresh)[:, 0].tolist()).isdisjoint(facts(fresh)[:, 0].tolist())
 
 
-def two_torch_threads(worker_id):
-    torch.set_num_threads(2)
+class InitFacts(DetectionTransform):
+    """Writes what the caller's worker_init_fn saw (torch and OpenCV threads) into the image."""
+
+    def __call__(self, sample, rng):
+        image = np.zeros((2, 2, 3), np.float32)
+        image[0, 0] = int(os.environ.get("SEEN_WORKER_ID", -1)), *map(int, os.environ["SEEN_THREADS"].split())
+        return sample.replaced(image, sample.boxes)
+
+
+def record_threads(worker_id):
+    os.environ["SEEN_WORKER_ID"] = str(worker_id)
+    os.environ["SEEN_THREADS"] = f"{torch.get_num_threads()} {cv2.getNumThreads()}"
 
 
 def test_callers_worker_init_fn_runs_after_the_loader_settings():
-    loader = build_detection_loader(Blank([WorkerFacts()]), batch_size=2, num_workers=1, seed=0,
-                                    worker_init_fn=two_torch_threads)
-    made = facts(loader)
-    assert made[:, 1].eq(2).all() and made[:, 2].eq(1).all()
+    loader = build_detection_loader(Blank([InitFacts()]), batch_size=2, num_workers=1, seed=0,
+                                    worker_init_fn=record_threads)
+    seen = facts(loader)
+    assert seen[:, 0].eq(0).all(), "the caller's worker_init_fn must run in the worker"
+    assert seen[:, 1:].eq(1).all(), "it runs once torch and OpenCV are on one thread"
+    assert "SEEN_THREADS" not in os.environ
 
 
 def epoch_draws(loader, seed, epoch):
