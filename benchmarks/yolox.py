@@ -11,13 +11,21 @@ are timed alone, in turns, on the predictions of the last training step.
 
     python benchmarks/yolox.py            # YOLOX-N and -S at 320 and 640 (a few minutes on 2 cores)
     python benchmarks/yolox.py --quick    # YOLOX-N at 320, batch 2, one repeat
+
+When LibreYOLO is installed (`pip install --no-deps libreyolo`: only its torch code is used), a second table
+puts our training step next to LibreYOLO's YOLOX of the same size (its network and its loss, train mode,
+official BatchNorm settings) on the same batch, both with the same SGD step, timed in turns in one process.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import sys
 import time
+import types
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -125,6 +133,53 @@ def measure(name: str, size: int, batch: int, repeats: int, timer: AssignmentTim
     return {"forward": forward, **best, "ours_alone": standalone["ours"], "peer_alone": standalone["peer"], "same": same}
 
 
+def load_libre_yolox():
+    """LibreYOLO's YOLOX network module without its package __init__ (optional dependencies), or None."""
+    spec = importlib.util.find_spec("libreyolo")
+    if spec is None or spec.origin is None:
+        return None
+    root = Path(spec.origin).parent
+    for package in ("libreyolo", "libreyolo.models", "libreyolo.models.yolox", "libreyolo.training"):
+        if package not in sys.modules:
+            module = types.ModuleType(package)
+            module.__path__ = [str(root.joinpath(*package.split(".")[1:]))]
+            sys.modules[package] = module
+    return importlib.import_module("libreyolo.models.yolox.nn")
+
+
+def step_against_peer(libre_nn, name: str, size: int, batch: int, repeats: int) -> dict[str, float]:
+    """Best training-step seconds (forward, loss, backward, SGD) of ours and of LibreYOLO's YOLOX, in turns."""
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    images, targets = synthetic_batch(batch, size, gen)
+    peer_labels = targets[:, 1:].reshape(batch, BOXES_PER_IMAGE, 5)  # [B, boxes, (class, cx, cy, w, h)]
+    ours = get_model(name, num_classes=NUM_CLASSES).train()
+    criterion = YoloXDetectionLoss(ours.strides, NUM_CLASSES)
+    peer = libre_nn.LibreYOLOXModel(name.split("_")[1], NUM_CLASSES).train()
+    optimizers = {k: torch.optim.SGD(m.parameters(), lr=1e-4, momentum=0.9, nesterov=True)
+                  for k, m in (("ours", ours), ("peer", peer))}
+
+    def step(key: str, loss_fn) -> None:
+        optimizers[key].zero_grad(set_to_none=True)
+        loss_fn().backward()
+        optimizers[key].step()
+
+    steps = {"ours": lambda: step("ours", lambda: criterion(ours(images), targets)[0]),
+             "peer": lambda: step("peer", lambda: peer(images, peer_labels)["total_loss"])}
+    return best_interleaved(steps, repeats + 1)  # the first round warms up
+
+
+def print_peer_table(libre_nn, runs, batch: int, repeats: int) -> None:
+    print(f"\ntraining step against LibreYOLO's YOLOX (batch {batch}, best of {repeats + 1} rounds in turns)")
+    header = f"{'model':<8} {'size':>4} {'ours img/s':>10} {'LibreYOLO img/s':>15} {'ours / LibreYOLO':>16}"
+    print(header)
+    print("-" * len(header))
+    for name, size in runs:
+        best = step_against_peer(libre_nn, name, size, batch, repeats)
+        print(f"{name:<8} {size:>4} {batch / best['ours']:>10.1f} {batch / best['peer']:>15.1f} "
+              f"{best['peer'] / best['ours']:>15.2f}x")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="YOLOX-N at 320, batch 2, one repeat")
@@ -156,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     print("loss % and assign % are shares of the training step (forward + loss + backward + SGD step); "
           "peer/ours ms = the assignment alone on the step's predictions (interleaved, best of repeats); "
           "ratio = ours / peer; same = identical foreground masks.")
+    libre_nn = load_libre_yolox()
+    if libre_nn is None:
+        print("LibreYOLO is not installed: no comparison with its YOLOX (pip install --no-deps libreyolo)")
+    else:
+        print_peer_table(libre_nn, runs, batch, repeats)
     return 0 if all_same else 1
 
 

@@ -125,3 +125,19 @@ def test_yolox_switch_checks_the_context_when_training_starts():
     with pytest.raises(TypeError, match="set_mosaic_enabled"):
         switch.on_training_start(context)
     switch.on_training_start(PhaseContext())  # nothing to check yet
+
+
+def test_yolox_switch_reaches_persistent_workers_of_a_trainwright_loader():
+    from trainwright.data import build_detection_loader
+
+    loader = build_detection_loader(MosaicDataset(), batch_size=4, num_workers=1, persistent_workers=True,
+                                    collate_fn=torch.utils.data.default_collate)
+    context = PhaseContext(train_loader=loader, criterion=YoloXDetectionLoss(num_classes=1))
+    switch = YoloXTrainingStageSwitchCallback(next_stage_start_epoch=1)
+    switch.on_training_start(context)  # no error: this loader restarts its workers at the switch
+    seen = []
+    for epoch in range(3):
+        context.update_context(epoch=epoch)
+        switch.on_train_loader_start(context)
+        seen.append(bool(torch.cat([flags.flatten() for _, flags in loader]).all()))
+    assert seen == [True, False, False]

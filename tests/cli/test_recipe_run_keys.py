@@ -6,10 +6,11 @@ import os
 import pytest
 
 from trainwright.callbacks.early_stopping import EarlyStop
+from trainwright.data.loaders import default_num_workers
 from trainwright.metrics import NonFinitePredictions
 from trainwright.nn.hub import PRETRAINED_WEIGHTS, register_pretrained_weights
 from trainwright.recipes import DEFAULT_RECIPE, RecipeError, load_recipe
-from trainwright.recipes.detection import auto_num_workers, build_detection_run, read_detection_recipe
+from trainwright.recipes.detection import build_detection_run, read_detection_recipe
 from trainwright.recipes.schedule import check_schedule, fitting_schedule
 
 COCO_PATHS = ["dataset.train_images_dir=a", "dataset.train_annotations=b.json", "dataset.val_images_dir=c",
@@ -165,7 +166,8 @@ def test_early_stop_callback_of_a_built_run(tmp_path):
 def test_num_workers_auto_is_what_the_machine_has():
     spec = _read("coco_yolox")
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    assert spec.train_loader["num_workers"] == auto_num_workers() == max(1, min(8, cpus - 1))
-    assert auto_num_workers() <= cpus  # never more than torch's suggested maximum: no warning
+    assert spec.train_loader["num_workers"] is None and spec.valid_loader["num_workers"] is None  # the loader's default
+    assert default_num_workers() == min(8, cpus // 2) <= cpus  # never more than torch's suggested maximum: no warning
+    assert _read(DEFAULT_RECIPE, "train_dataloader.num_workers=3").train_loader["num_workers"] == 3
     with pytest.raises(RecipeError, match="train_dataloader.num_workers must be an integer >= 0 or auto, got 'many'"):
         _read(DEFAULT_RECIPE, "train_dataloader.num_workers=many")

@@ -109,3 +109,19 @@ def test_recipe_and_overrides_are_told_apart():
     assert split_recipe_and_overrides(["a=1", "coco_yolox", "b.c=[1,2]"]) == ("coco_yolox", ["a=1", "b.c=[1,2]"])
     with pytest.raises(RecipeError, match="at most one recipe"):
         split_recipe_and_overrides(["x", "y"])
+
+
+def test_training_workers_follow_the_cpus_unless_given(tmp_path):
+    from trainwright.data.loaders import default_num_workers
+    from trainwright.recipes.detection import build_detection_run
+
+    tiny = [f"dataset.root={tmp_path}", "dataset.input_size=[32,32]", "dataset.cache_images=false",
+            "dataset.generation={image_size: 32, num_train: 4, num_val: 2, min_object_size: 6, max_object_size: 12}",
+            "train_dataloader.batch_size=2"]
+    spec = read_detection_recipe(load_recipe(DEFAULT_RECIPE, tiny))
+    assert spec.train_loader["num_workers"] is None
+    run = build_detection_run(spec)
+    assert run.train_loader.num_workers == default_num_workers()
+    assert run.train_loader.persistent_workers == (default_num_workers() > 0)
+    given = build_detection_run(read_detection_recipe(load_recipe(DEFAULT_RECIPE, [*tiny, "train_dataloader.num_workers=0"])))
+    assert given.train_loader.num_workers == 0

@@ -1,10 +1,16 @@
+import os
+
+import cv2
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import Subset, TensorDataset
 
 from trainwright.data import COCODetectionDataset, CrowdDetectionCollateFN, DetectionDataset, build_detection_loader
+from trainwright.data.loaders import default_num_workers
 from trainwright.data.sample import DetectionSample
 from trainwright.data.transforms import DetectionTransform, Mosaic
+from trainwright.training.data_order import set_epoch_order
 
 
 class Probe(DetectionTransform):
@@ -70,11 +76,98 @@ def test_loader_options():
     dataset = Blank([Probe()])
     assert build_detection_loader(dataset, 2, num_workers=0, device="cuda").pin_memory
     assert not build_detection_loader(dataset, 2, num_workers=0, device="cpu").pin_memory
-    assert not build_detection_loader(dataset, 2, num_workers=2).persistent_workers
-    with pytest.raises(ValueError, match="persistent_workers"):
-        build_detection_loader(dataset, 2, persistent_workers=True)
+    assert build_detection_loader(dataset, 2, num_workers=2).persistent_workers
+    assert build_detection_loader(Subset(dataset, [0, 1]), 2, num_workers=1).persistent_workers
+    assert not build_detection_loader(dataset, 2, num_workers=2, persistent_workers=False).persistent_workers
+    assert not build_detection_loader(dataset, 2, num_workers=0).persistent_workers
+    # a dataset without per-epoch worker seeds gets fresh workers every epoch, as torch does by default
+    assert not build_detection_loader(TensorDataset(torch.zeros(4)), 2, num_workers=1).persistent_workers
+    assert build_detection_loader(dataset, 2).num_workers == default_num_workers()
     with pytest.raises(ValueError, match="batch_size"):
         build_detection_loader(dataset, 0)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match=f"num_workers must be an int >= 0 or None, got {bad!r}"):
+            build_detection_loader(dataset, 2, num_workers=bad)
+
+
+def test_default_workers_follow_the_cpus():
+    assert [default_num_workers(c) for c in (1, 2, 3, 4, 8, 16, 64)] == [0, 1, 1, 2, 4, 8, 8]
+
+
+class WorkerFacts(DetectionTransform):
+    """Writes the worker's pid and its torch and OpenCV thread counts into the image."""
+
+    def __call__(self, sample, rng):
+        image = np.zeros((2, 2, 3), np.float32)
+        image[0, 0] = os.getpid(), torch.get_num_threads(), cv2.getNumThreads()
+        return sample.replaced(image, sample.boxes)
+
+
+def facts(loader):
+    """[items, 3]: (pid, torch threads, OpenCV threads) of the worker that made each item of one epoch."""
+    return torch.cat([images[:, :, 0, 0] for images, _ in loader]).long()
+
+
+def test_workers_run_on_one_thread_and_live_across_epochs():
+    loader = build_detection_loader(Blank([WorkerFacts()]), batch_size=2, num_workers=2, seed=0)
+    first, second = facts(loader), facts(loader)
+    assert first[:, 1:].eq(1).all(), "torch and OpenCV must run on one thread in a worker"
+    assert len(set(first[:, 0].tolist())) == 2 and os.getpid() not in first[:, 0].tolist()
+    assert torch.equal(first[:, 0], second[:, 0]), "persistent workers: the same processes every epoch"
+    fresh = build_detection_loader(Blank([WorkerFacts()]), batch_size=2, num_workers=2, persistent_workers=False)
+    assert set(facts(fresh)[:, 0].tolist()).isdisjoint(facts(fresh)[:, 0].tolist())
+
+
+class InitFacts(DetectionTransform):
+    """Writes what the caller's worker_init_fn saw (torch and OpenCV threads) into the image."""
+
+    def __call__(self, sample, rng):
+        image = np.zeros((2, 2, 3), np.float32)
+        image[0, 0] = int(os.environ.get("SEEN_WORKER_ID", -1)), *map(int, os.environ["SEEN_THREADS"].split())
+        return sample.replaced(image, sample.boxes)
+
+
+def record_threads(worker_id):
+    os.environ["SEEN_WORKER_ID"] = str(worker_id)
+    os.environ["SEEN_THREADS"] = f"{torch.get_num_threads()} {cv2.getNumThreads()}"
+
+
+def test_callers_worker_init_fn_runs_after_the_loader_settings():
+    loader = build_detection_loader(Blank([InitFacts()]), batch_size=2, num_workers=1, seed=0,
+                                    worker_init_fn=record_threads)
+    seen = facts(loader)
+    assert seen[:, 0].eq(0).all(), "the caller's worker_init_fn must run in the worker"
+    assert seen[:, 1:].eq(1).all(), "it runs once torch and OpenCV are on one thread"
+    assert "SEEN_THREADS" not in os.environ
+
+
+def epoch_draws(loader, seed, epoch):
+    set_epoch_order(loader, seed, epoch)
+    return draws(loader)
+
+
+def test_persistent_workers_draw_per_epoch_as_fresh_ones_would():
+    """What a resumed run relies on: epoch k's augmentations depend on (seed, k) only, not on earlier epochs."""
+    make = lambda: build_detection_loader(Blank([Probe()]), batch_size=2, shuffle=True, num_workers=2, seed=0)  # noqa: E731
+    running = make()
+    epochs = [epoch_draws(running, 7, k) for k in range(3)]
+    resumed = make()
+    assert torch.equal(epoch_draws(resumed, 7, 2), epochs[2])
+    assert torch.equal(epoch_draws(resumed, 7, 1), epochs[1])
+    assert not torch.equal(epochs[1], epochs[2])
+    fresh = build_detection_loader(Blank([Probe()]), batch_size=2, shuffle=True, num_workers=2, seed=0,
+                                   persistent_workers=False)
+    assert not torch.equal(epoch_draws(fresh, 7, 2), epochs[1])
+
+
+def test_mosaic_switch_restarts_persistent_workers_once(tiny_coco):
+    dataset = COCODetectionDataset(*tiny_coco, input_size=(48, 64), transforms=[Mosaic((48, 64)), WorkerFacts()])
+    loader = build_detection_loader(dataset, batch_size=3, num_workers=1, seed=0)
+    before = facts(loader)[0, 0]
+    assert facts(loader)[0, 0] == before
+    dataset.set_mosaic_enabled(False)
+    after = facts(loader)[0, 0]
+    assert after != before and facts(loader)[0, 0] == after
 
 
 def test_additional_samples_loaded_only_for_active_transforms():

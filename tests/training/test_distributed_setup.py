@@ -139,6 +139,19 @@ def test_shard_loader_keeps_the_loader_settings(one_process_group):
     assert shard_loader(custom, seed=5, training=True) is custom  # left alone (with a warning)
 
 
+def test_shard_loader_shares_out_a_detection_loader_and_keeps_its_workers(one_process_group):
+    from trainwright.data import build_detection_loader
+    from trainwright.data.loaders import DetectionDataLoader
+
+    initialize_ddp()
+    loader = build_detection_loader(TensorDataset(torch.arange(10.0)), batch_size=2, shuffle=True, num_workers=1,
+                                    persistent_workers=True, collate_fn=lambda b: b, seed=3)
+    sharded = shard_loader(loader, seed=5, training=True)
+    assert isinstance(sharded, DetectionDataLoader) and isinstance(sharded.sampler, DistributedSampler)
+    assert (sharded.num_workers, sharded.persistent_workers, sharded.worker_init_fn) == (1, True, loader.worker_init_fn)
+    assert sorted(int(x[0]) for batch in sharded for x in batch) == list(range(10))
+
+
 def test_relaunch_arguments_name_the_module_or_the_script(monkeypatch, tmp_path):
     from trainwright.distributed import _relaunch_arguments
 

@@ -60,8 +60,9 @@ def _mosaic_switch_owner(dataset: Any) -> Any:
 class YoloXTrainingStageSwitchCallback(TrainingStageSwitchCallbackBase):
     """The last YOLOX stage: mosaic and mixup off in the training dataset, the L1 box loss on.
 
-    The dataset change reaches DataLoader workers only when they are re-created each epoch
-    (persistent_workers=False), since each worker holds its own copy of the dataset.
+    Each DataLoader worker holds its own copy of the dataset, so the change reaches the workers only when
+    new ones start: every epoch with persistent_workers=False, or at the next epoch with the loaders of
+    `trainwright.data.build_detection_loader` (they restart their persistent workers when the switch happens).
     """
 
     def __init__(self, next_stage_start_epoch: int = 285):
@@ -77,6 +78,9 @@ class YoloXTrainingStageSwitchCallback(TrainingStageSwitchCallbackBase):
         dataset, criterion = self._switch_targets(context)
         dataset.set_mosaic_enabled(False)
         criterion.use_l1 = True
+        restart = getattr(context.train_loader, "restart_workers", None)
+        if callable(restart):
+            restart()
 
     def _switch_targets(self, context: PhaseContext) -> tuple[Any, Any]:
         """(dataset with set_mosaic_enabled, criterion with use_l1) of the context, or a clear error."""
@@ -85,10 +89,11 @@ class YoloXTrainingStageSwitchCallback(TrainingStageSwitchCallbackBase):
                 f"{type(self).__name__} needs context.train_loader and context.criterion, got "
                 f"train_loader={context.train_loader!r}, criterion={context.criterion!r}"
             )
-        if getattr(context.train_loader, "persistent_workers", False):
+        loader = context.train_loader
+        if getattr(loader, "persistent_workers", False) and not callable(getattr(loader, "restart_workers", None)):
             raise ValueError(
                 "the training DataLoader uses persistent_workers=True: its workers would keep mosaic on; "
-                "build it with persistent_workers=False"
+                "build it with trainwright.data.build_detection_loader or with persistent_workers=False"
             )
         if not hasattr(context.criterion, "use_l1"):
             raise TypeError(f"the criterion ({type(context.criterion).__name__}) has no use_l1 attribute to turn on")

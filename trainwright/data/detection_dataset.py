@@ -9,6 +9,7 @@ from torch.utils.data import Dataset, get_worker_info
 from trainwright.data.sample import DetectionSample
 from trainwright.data.transforms.base import DetectionTransform, check_size
 from trainwright.data.transforms.geometric import resize_to_fit
+from trainwright.data.workers import worker_seed
 
 
 def sample_to_item(sample: DetectionSample, with_crowd: bool):
@@ -40,7 +41,8 @@ class DetectionDataset(Dataset):
 
     Randomness: one numpy Generator per process, seeded from ``seed`` in the main process (and the epoch,
     once the training loop calls ``set_epoch``) and from the DataLoader worker's seed in a worker (distinct
-    per worker and per epoch), so workers never repeat each other's augmentations.
+    per worker and per epoch, also in workers that live across epochs, see trainwright.data.workers), so
+    workers never repeat each other's augmentations.
     """
 
     def __init__(self, transforms: list[DetectionTransform] | None = None, input_size=None, with_crowd: bool = False,
@@ -64,9 +66,9 @@ class DetectionDataset(Dataset):
 
     @property
     def rng(self) -> np.random.Generator:
-        """This process's generator (re-seeded whenever the DataLoader starts a new worker)."""
+        """This process's generator (re-seeded in a DataLoader worker for each worker and epoch)."""
         info = get_worker_info()
-        key = ("worker", info.seed, None) if info is not None else ("main", self.seed, self._epoch)
+        key = ("worker", worker_seed(info), None) if info is not None else ("main", self.seed, self._epoch)
         if self._rng is None or self._rng_key != key:
             entropy = key[1] % 2**63 if key[2] is None else [key[1] % 2**63, key[2]]
             self._rng, self._rng_key = np.random.default_rng(entropy), key
@@ -101,8 +103,8 @@ class DetectionDataset(Dataset):
     def set_mosaic_enabled(self, enabled: bool) -> None:
         """Turn the mosaic stage (Mosaic, MixUp, and RandomAffine unless built with mosaic_stage=False) on or off.
 
-        Takes effect in DataLoader workers started afterwards, i.e. from the next epoch with
-        non-persistent workers (see trainwright.data.loaders).
+        Takes effect in DataLoader workers started afterwards: from the next epoch with the loaders of
+        trainwright.data.loaders, which start new workers when they see the switch.
         """
         for transform in self.transforms:
             if getattr(transform, "mosaic_stage", False):

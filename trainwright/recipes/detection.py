@@ -42,7 +42,7 @@ from trainwright.recipes.schedule import check_schedule
 from trainwright.training.params import DEFAULT_TRAINING_PARAMS
 
 __all__ = ["DetectionRecipe", "DetectionRun", "VISUALIZATION_CONF", "read_detection_recipe", "build_detection_run",
-           "build_datasets", "auto_num_workers"]
+           "build_datasets"]
 
 DATASET_TYPES = ("shapes", "coco")
 _COCO_PATH_KEYS = ("train_images_dir", "train_annotations", "val_images_dir", "val_annotations")
@@ -197,20 +197,12 @@ def _check_checkpoint_location(location: str) -> None:
         raise RecipeError(f"model.checkpoint_path: no checkpoint file at {path!r} (a path or an http(s)/file URL)")
 
 
-def auto_num_workers() -> int:
-    """Loader workers for `num_workers: auto`: the usable CPUs less one for the training process, 1 to 8."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    return max(1, min(8, cpus - 1))
-
-
-def _workers(section, prefix: str, default: int) -> int:
-    """`num_workers` of a loader section: an integer >= 0, or `auto` (`auto_num_workers()`)."""
+def _workers(section, prefix: str, default: int | None) -> int | None:
+    """`num_workers` of a loader section: an integer >= 0, or None for `auto` / null (the loader then takes
+    `trainwright.data.loaders.default_num_workers()`: one per two CPUs, at most 8)."""
     value = section.get("num_workers", default)
-    if value == "auto":
-        return auto_num_workers()
+    if value is None or value == "auto":
+        return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise RecipeError(f"{prefix}.num_workers must be an integer >= 0 or auto, got {value!r}")
     return value
@@ -239,7 +231,7 @@ def read_detection_recipe(recipe: DictConfig | Mapping) -> DetectionRecipe:
             augmentation=_read_known(augmentation, _AUGMENTATION_KEYS),
             mosaic_off_epoch=augmentation.get("mosaic_off_epoch"),
             train_loader={"batch_size": int(_required(train_loader, "train_dataloader", "batch_size")),
-                          "num_workers": _workers(train_loader, "train_dataloader", 2)},
+                          "num_workers": _workers(train_loader, "train_dataloader", None)},
             valid_loader={"batch_size": int(_required(valid_loader, "valid_dataloader", "batch_size")),
                           "num_workers": _workers(valid_loader, "valid_dataloader", 0)},
             postprocess=_read_known(_section(cfg, "postprocess"), _POSTPROCESS_KEYS),

@@ -96,7 +96,7 @@ class RankShardSampler(Sampler[int]):
 
 def _unshardable(loader: DataLoader) -> str | None:
     """Why `loader` cannot be given a per-process share automatically, or None."""
-    if type(loader) is not DataLoader:
+    if type(loader) is not DataLoader and not hasattr(loader, "with_sampler"):
         return f"it is a {type(loader).__name__}, not a DataLoader"
     if loader.batch_size is None or type(loader.batch_sampler) is not BatchSampler:
         return f"its batch sampler is a {type(loader.batch_sampler).__name__}"
@@ -109,7 +109,12 @@ def _unshardable(loader: DataLoader) -> str | None:
 
 
 def _with_sampler(loader: DataLoader, sampler: Sampler) -> DataLoader:
-    """A DataLoader like `loader` (same dataset, batch size, workers, collate, ...) drawing from `sampler`."""
+    """A DataLoader like `loader` (same dataset, batch size, workers, collate, ...) drawing from `sampler`.
+
+    A DataLoader subclass that knows how to copy itself (a `with_sampler` method) does it.
+    """
+    if hasattr(loader, "with_sampler"):
+        return loader.with_sampler(sampler)
     names = [n for n in inspect.signature(DataLoader.__init__).parameters if n not in ("self", "sampler",
              "batch_sampler", "shuffle") and hasattr(loader, n)]  # fmt: skip
     return DataLoader(sampler=sampler, **{n: getattr(loader, n) for n in names})
