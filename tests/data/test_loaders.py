@@ -188,3 +188,26 @@ def test_additional_samples_loaded_only_for_active_transforms():
     dataset.set_mosaic_enabled(False)
     dataset[0]
     assert len(loaded) == 1 + 4 + 1
+
+
+_FORK_AFTER_OPENCV_THREADS = """
+import cv2, numpy as np, torch
+from torch.utils.data import TensorDataset
+from trainwright.data import build_detection_loader
+image = np.random.default_rng(0).integers(0, 255, (1200, 1200, 3), dtype=np.uint8)
+for _ in range(3):  # starts OpenCV's thread pool in this process
+    cv2.GaussianBlur(cv2.resize(image, (900, 900)), (7, 7), 0)
+loader = build_detection_loader(TensorDataset(torch.zeros(8, 3)), 2, num_workers=2, collate_fn=torch.utils.data.default_collate)
+print(sum(1 for _ in loader), "batches")
+"""
+
+
+def test_workers_start_after_the_process_used_opencv_threads():
+    # Forked while OpenCV's pool ran, a worker setting OpenCV to one thread used to wait forever.
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _FORK_AFTER_OPENCV_THREADS], capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "4 batches"

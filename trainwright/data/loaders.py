@@ -9,9 +9,11 @@ depend only on (seed, epoch) so that a resumed run draws the same augmentations 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 
+import cv2
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -71,6 +73,12 @@ class DetectionDataLoader(DataLoader):
                 self.epoch_seeds.draw(self.generator)
         return super().__iter__()
 
+    def _get_iterator(self):
+        if self.num_workers == 0:
+            return super()._get_iterator()
+        with opencv_pool_stopped():  # the workers are forked here
+            return super()._get_iterator()
+
     def with_sampler(self, sampler) -> DetectionDataLoader:
         """A loader like this one (dataset, batch size, workers, seeds, collate, ...) drawing from `sampler`."""
         names = [n for n in inspect.signature(DataLoader.__init__).parameters
@@ -82,6 +90,22 @@ class DetectionDataLoader(DataLoader):
         iterator, self._iterator = self._iterator, None
         if iterator is not None:
             iterator._shutdown_workers()
+
+
+@contextlib.contextmanager
+def opencv_pool_stopped():
+    """OpenCV on one thread while the block runs (workers are forked), then as it was.
+
+    A fork copies OpenCV's thread pool without its threads; a child that then resizes the pool (as a worker
+    setting OpenCV to one thread does) waits forever for threads that do not exist. Stopping the pool in the
+    parent before forking leaves children a pool with nothing to wait for.
+    """
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def build_detection_loader(dataset: Dataset, batch_size: int, shuffle: bool = False, num_workers: int | None = None,
