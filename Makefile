@@ -20,7 +20,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/trainwright train
 
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
