@@ -159,7 +159,7 @@ def test_two_runs_started_together_one_trains_the_other_is_refused(tmp_path):
     directory = tmp_path / "same"
     assert len(list(directory.glob("events.out.tfevents.*"))) == 1  # one run's files only
     rows = (directory / "results.csv").read_text().splitlines()[1:]
-    assert [row.split(",")[0] for row in rows] == ["0", "1"]
+    assert [row.split(",")[0] for row in rows] == ["1", "2"]  # 1-based epochs
     assert torch.load(directory / "ckpt_latest.pth", weights_only=True)["epoch"] == 2
 
 
@@ -167,10 +167,15 @@ def test_two_runs_started_together_one_trains_the_other_is_refused(tmp_path):
 def test_a_resume_of_a_running_experiment_is_refused_and_changes_nothing(tmp_path, one_thread):
     fault_worker.train(Trainer("exp", ckpt_root_dir=tmp_path, device="cpu"), epochs=2)
     hold = tmp_path / "go"
+    events = lambda: sum(p.name.startswith("events.out") for p in (tmp_path / "exp").iterdir())  # noqa: E731
+    first_run_events = events()
     running = start_worker(tmp_path, "exp", "--resume", "--epochs", "3", "--hold", str(hold))
     try:
         lock = tmp_path / "exp" / LOCK_FILE
         while not (lock.exists() and lock.read_text().startswith(f"{running.pid}\n")):
+            assert running.poll() is None, running.communicate()
+            time.sleep(0.1)
+        while events() == first_run_events:  # the running resume opens its TensorBoard file first
             assert running.poll() is None, running.communicate()
             time.sleep(0.1)
         before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "exp").iterdir()}

@@ -26,6 +26,8 @@ _Check = tuple[Callable[[Any], bool], str]
 
 _POSITIVE_INT: _Check = (lambda v: is_int(v) and v > 0, "a positive integer")
 _NON_NEGATIVE_INT: _Check = (lambda v: is_int(v) and v >= 0, "a non-negative integer")
+_WORKERS: _Check = (lambda v: v is None or v == "auto" or (is_int(v) and v >= 0),
+                    "a non-negative integer, auto or null")
 _FRACTION: _Check = (lambda v: is_number(v) and 0 <= v <= 1, "a number in [0, 1]")
 _NUMBER: _Check = (is_number, "a finite number")
 _BOOL: _Check = (is_bool, "true or false")
@@ -46,9 +48,9 @@ _CHECKS: dict[str, _Check] = {
     "dataset.max_valid_images": _optional(_POSITIVE_INT),
     "dataset.ignore_empty_annotations": _BOOL,
     "train_dataloader.batch_size": _POSITIVE_INT,
-    "train_dataloader.num_workers": _NON_NEGATIVE_INT,
+    "train_dataloader.num_workers": _WORKERS,
     "valid_dataloader.batch_size": _POSITIVE_INT,
-    "valid_dataloader.num_workers": _NON_NEGATIVE_INT,
+    "valid_dataloader.num_workers": _WORKERS,
     "augmentation.mosaic_prob": _FRACTION,
     "augmentation.mixup_prob": _FRACTION,
     "augmentation.hsv_prob": _FRACTION,
