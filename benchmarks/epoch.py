@@ -7,7 +7,9 @@ sys), on two datasets:
   * jpeg: a COCO-format set of 640x480 JPEGs generated here, read from disk, through the `coco_yolox`
     recipe's augmentation (mosaic, affine, HSV, flip) with YOLOX-N at 320, batch 8.
 "previous" is the loader before worker settings were tuned (2 fresh workers every epoch, each with
-OpenCV's default thread pool), for comparison. Validation is limited to one batch. The ratio is the
+OpenCV's default thread pool), for comparison; "default/no-reuse" and "default/omp-spin" are the default with
+one suspect of system CPU turned back on: freed memory returned to the system after each step, and OpenMP
+threads spinning while they wait. Validation is limited to one batch. The ratio is the
 wall time over the best wall time of the dataset's settings; each round runs the settings in turn, in
 the opposite order from the round before, and the best of the rounds is kept.
 
@@ -27,7 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
-SETTINGS = ("0", "1", "2", "default", "previous")
+SETTINGS = ("0", "1", "2", "default", "default/no-reuse", "default/omp-spin", "previous")
+# Suspects toggled one at a time on the default setting: freed memory returned to the system after every step
+# (training parameter cpu_memory_reuse=false) and OpenMP threads spinning while they wait (OMP_WAIT_POLICY=ACTIVE).
+TOGGLES = {"default/no-reuse": ["training_params.cpu_memory_reuse=false"], "default/omp-spin": []}
 
 
 def write_jpeg_coco(root: Path, num_train: int, num_val: int) -> dict:
@@ -73,7 +78,8 @@ def recipes(quick: bool, jpeg_root: Path) -> dict[str, tuple[str, list[str], int
 
 def child(spec: dict) -> None:
     """Train `spec["epochs"]` epochs with the asked loader setting; print one JSON line of measures."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `trainwright train` does, before torch loads
+    # as `trainwright train` does, before torch loads
+    os.environ["OMP_WAIT_POLICY"] = "ACTIVE" if spec["setting"] == "default/omp-spin" else "PASSIVE"
     import torch
     from torch.utils.data import DataLoader
 
@@ -84,7 +90,7 @@ def child(spec: dict) -> None:
 
     fixed = ["training_params.max_valid_batches=1", "training_params.silent_mode=true", "visualization.freq=0",
              "valid_dataloader.num_workers=0", f"training_params.max_epochs={spec['epochs']}",
-             f"ckpt_root_dir={spec['out']}", "train_dataloader.num_workers=0"]
+             f"ckpt_root_dir={spec['out']}", "train_dataloader.num_workers=0", *TOGGLES.get(spec["setting"], [])]
     run = build_detection_run(read_detection_recipe(load_recipe(spec["recipe"], [*spec["overrides"], *fixed])))
     loader, setting = run.train_loader, spec["setting"]
     common = {"shuffle": True, "drop_last": True, "collate_fn": loader.collate_fn}
@@ -92,7 +98,7 @@ def child(spec: dict) -> None:
         train_loader = DataLoader(loader.dataset, loader.batch_size, num_workers=2, worker_init_fn=seed_worker,
                                   generator=torch.Generator().manual_seed(42), **common)
     else:
-        workers = None if setting == "default" else int(setting)
+        workers = None if setting.startswith("default") else int(setting)
         train_loader = build_detection_loader(loader.dataset, loader.batch_size, num_workers=workers, seed=42,
                                               device="cpu", **common)
     trainer = Trainer("epoch", ckpt_root_dir=spec["out"], device="cpu")
@@ -131,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     from trainwright.data.loaders import available_cpus, default_num_workers
 
     repeats = args.repeats or (1 if args.quick else 2)
-    settings = SETTINGS[:-1] if args.quick else SETTINGS
+    settings = SETTINGS[:4] if args.quick else SETTINGS
     print(f"{available_cpus()} CPUs, default num_workers {default_num_workers()}, load average "
           f"{os.getloadavg()[0]:.1f} at start, best of {repeats}")
     rows = []
@@ -145,13 +151,13 @@ def main(argv: list[str] | None = None) -> int:
                         best[setting] = result
             fastest = min(r["wall"] for r in best.values())
             rows += [(name, setting, epochs, r, r["wall"] / fastest) for setting, r in best.items()]
-    header = (f"{'data':<7} {'num_workers':<14} {'epoch s':>8} {'ratio':>6} {'user s/ep':>9} {'sys s/ep':>8} "
+    header = (f"{'data':<7} {'num_workers':<22} {'epoch s':>8} {'ratio':>6} {'user s/ep':>9} {'sys s/ep':>8} "
               f"{'sys/user':>8}")
     print(header)
     print("-" * len(header))
     for name, setting, epochs, r, ratio in rows:
-        label = f"default ({r['workers']})" if setting == "default" else setting
-        print(f"{name:<7} {label:<14} {r['wall'] / epochs:>8.2f} {ratio:>6.2f} {r['user'] / epochs:>9.2f} "
+        label = setting.replace("default", f"default ({r['workers']})")
+        print(f"{name:<7} {label:<22} {r['wall'] / epochs:>8.2f} {ratio:>6.2f} {r['user'] / epochs:>9.2f} "
               f"{r['sys'] / epochs:>8.2f} {r['sys'] / max(r['user'], 1e-9):>8.2f}")
     print(f"load average {os.getloadavg()[0]:.1f} at the end; ratio = epoch wall time / the best of its data; "
           "previous = 2 workers started fresh each epoch with OpenCV's own thread pool")
