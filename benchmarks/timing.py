@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 
@@ -20,3 +21,18 @@ def best_interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict
 def best_of(fn: Callable[[], object], repeats: int) -> float:
     """Best wall time in seconds of `fn` over `repeats` calls."""
     return best_interleaved({"fn": fn}, repeats)["fn"]
+
+
+def median_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, float]:
+    """Median wall time in milliseconds of each function over `repeats` rounds, one call of each per round
+    (after `warmup` such rounds), so that a change of load on a shared machine hits every function alike."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(values) for name, values in times.items()}
