@@ -31,7 +31,11 @@ import time
 import warnings
 from pathlib import Path
 
-import torch
+# OpenMP reads this when torch loads it: its default (threads spin between parallel regions) made PyTorch eager
+# 20x slower on a 2-core machine shared with other jobs; onnxruntime uses its own thread pool
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 from timing import median_interleaved
 
 from trainwright.cli.inference import load_checkpoint_model
@@ -176,7 +180,6 @@ def main() -> None:
         args.epochs = args.epochs_s = 1
         args.runs, args.size, args.valid_images = 1, 320, 16
     warnings.filterwarnings("ignore")
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     start = time.perf_counter()
     rows = []
     for architecture in args.models:
