@@ -1,9 +1,9 @@
 """Inference on CPU: PyTorch eager vs ONNX Runtime float32 vs ONNX Runtime INT8, YOLOX-N and YOLOX-S.
 
 Latency: one forward pass (decoding included, NMS excluded) on random images at 640 x 640, batch 1 and
-batch 8, median of the repeats; every engine gets the same number of threads (torch's), and the engines are
-timed in turns (one call of each per round), so that a change of load on a shared machine slows them alike and
-their ratios stay meaningful. INT8 comes in both kinds onnxruntime.quantization makes: static (QDQ, activation
+batch 8; every engine gets the same number of threads (torch's), and the engines are timed in turns (per round,
+the best of two back-to-back calls of each; the median of the rounds), so that a change of load on a shared
+machine slows them alike and their ratios stay meaningful. INT8 comes in both kinds onnxruntime.quantization makes: static (QDQ, activation
 ranges calibrated once on validation images, the whole network INT8: trainwright's default) and dynamic
 (weights INT8, activation ranges measured on every run).
 
@@ -115,7 +115,7 @@ def latencies(model, files: dict[str, Path], batch: int, size: tuple[int, int], 
     runners = {"pytorch eager": eager}
     runners.update({engine: (lambda s=session: s.run(None, {s.get_inputs()[0].name: array}))
                     for engine, session in sessions.items()})
-    return median_interleaved(runners, runs, warmup=1)
+    return median_interleaved(runners, runs, warmup=1, calls=2)
 
 
 def benchmark(architecture: str, checkpoint: Path, args) -> list[dict]:
