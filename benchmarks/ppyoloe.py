@@ -7,7 +7,9 @@ long one); the time spent in the assignment is reported as a share of the step. 
 from the same weights (LibreYOLO's layout is the reference's, as is ours), so both assign on the same
 predictions; the assignments of both stages (ATSS and task-aligned) are then timed alone, in turns, and their
 foreground masks compared. Times are the best of the repeats, steps taken in turns (the order reversed every
-round).
+round). Each side's optimizer is built by its own trainer's builder (ours fused on CPU, LibreYOLO's torch's
+default there); the process runs with trainwright's CPU settings (trainwright.training.cpu_speed), which both
+sides share.
 
     python benchmarks/ppyoloe.py            # 320 and 640, batch 8 (several minutes on 2 cores)
     python benchmarks/ppyoloe.py --quick    # 320, batch 2, one repeat
@@ -33,6 +35,8 @@ from timing import best_interleaved
 from trainwright.models import get_model
 from trainwright.models.detection.ppyoloe_loss import PPYoloELoss
 from trainwright.models.detection.yolox_loss import YoloXDetectionLoss
+from trainwright.training.cpu_speed import apply_cpu_speed_settings
+from trainwright.training.optim import build_optimizer
 
 NUM_CLASSES, BOXES_PER_IMAGE = 80, 8
 
@@ -49,7 +53,8 @@ def synthetic_batch(batch: int, size: int, gen: torch.Generator) -> tuple[torch.
 
 
 def load_libreyolo():
-    """LibreYOLO's PP-YOLOE network and loss modules, without its package __init__ (optional dependencies)."""
+    """LibreYOLO's PP-YOLOE network, loss and optimizer-builder modules, without its package __init__ (optional
+    dependencies)."""
     spec = importlib.util.find_spec("libreyolo")
     if spec is None or spec.origin is None:
         return None
@@ -61,7 +66,8 @@ def load_libreyolo():
             module.__path__ = [str(root.joinpath(*package.split(".")[1:]))]
             sys.modules[package] = module
     return (importlib.import_module("libreyolo.models.ppyoloe.nn"),
-            importlib.import_module("libreyolo.models.yolonas.loss"))
+            importlib.import_module("libreyolo.models.yolonas.loss"),
+            importlib.import_module("libreyolo.training.optim"))
 
 
 class Timed:
@@ -106,22 +112,22 @@ def build_runners(size: int, batch: int, libre) -> dict[str, Runner]:
     ours = get_model("ppyoloe_s", NUM_CLASSES)
     ours_loss = PPYoloELoss(NUM_CLASSES, use_static_assigner=False)
     ours_loss.assign = Timed(ours_loss.assign)
-    runners = {"ppyoloe_s (ours)": Runner(ours, ours_loss, torch.optim.AdamW(ours.parameters(), lr=1e-5),
-                                          images, targets, [ours_loss.assign])}
+    adamw = build_optimizer("AdamW", ours, 1e-5, {}, zero_weight_decay_on_bias_and_bn=False)
+    runners = {"ppyoloe_s (ours)": Runner(ours, ours_loss, adamw, images, targets, [ours_loss.assign])}
     if libre is not None:
-        libre_nn, libre_loss_module = libre
+        libre_nn, libre_loss_module, libre_optim = libre
         peer = libre_nn.LibrePPYOLOEModel("s", NUM_CLASSES)
         peer.load_state_dict(ours.state_dict())
         peer_loss = libre_loss_module.PPYoloELoss(NUM_CLASSES, use_static_assigner=False)
         peer_loss.assigner.forward = Timed(peer_loss.assigner.forward)
         peer_loss.static_assigner.forward = Timed(peer_loss.static_assigner.forward)
         runners["ppyoloe_s (LibreYOLO)"] = Runner(
-            peer, peer_loss, torch.optim.AdamW(peer.parameters(), lr=1e-5), images, targets,
+            peer, peer_loss, libre_optim.build_optimizer(torch.optim.AdamW, peer.parameters(), lr=1e-5), images, targets,
             [peer_loss.assigner.forward, peer_loss.static_assigner.forward])
     yolox = get_model("yolox_s", NUM_CLASSES)
     yolox_loss = YoloXDetectionLoss(yolox.strides, NUM_CLASSES)
     runners["yolox_s (ours)"] = Runner(yolox, yolox_loss,
-                                       torch.optim.SGD(yolox.parameters(), lr=1e-5, momentum=0.9, nesterov=True),
+                                       build_optimizer("SGD", yolox, 1e-5, {"momentum": 0.9, "nesterov": True}, False),
                                        images, targets, [])
     return runners
 
@@ -161,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="320 only, batch 2, one repeat")
     args = parser.parse_args(argv)
-    torch.set_flush_denormal(True)
+    apply_cpu_speed_settings(flush_denormal=True, reuse_memory=True)
     sizes, batch, repeats = ((320,), 2, 1) if args.quick else ((320, 640), 8, 4)
     libre = load_libreyolo()
     print(f"batch {batch}, {BOXES_PER_IMAGE} boxes/image, {NUM_CLASSES} classes, torch {torch.__version__}, "

@@ -14,7 +14,10 @@ are timed alone, in turns, on the predictions of the last training step.
 
 When LibreYOLO is installed (`pip install --no-deps libreyolo`: only its torch code is used), a second table
 puts our training step next to LibreYOLO's YOLOX of the same size (its network and its loss, train mode,
-official BatchNorm settings) on the same batch, both with the same SGD step, timed in turns in one process.
+official BatchNorm settings) on the same batch, timed in turns in one process. Each side's SGD (momentum 0.9,
+Nesterov) is built by its own trainer's optimizer builder: ours is fused on CPU, LibreYOLO's is torch's default
+there. The process runs with trainwright's CPU settings (denormals flushed, freed memory kept for reuse: see
+trainwright.training.cpu_speed), which both sides share.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ import trainwright.models.detection.yolox_loss as yolox_loss_module
 from trainwright.models import get_model
 from trainwright.models.detection.simota import DYNAMIC_K_CANDIDATES, OUTSIDE_PRIOR_COST, center_prior
 from trainwright.models.detection.yolox_loss import YoloXDetectionLoss
+from trainwright.training.cpu_speed import apply_cpu_speed_settings
+from trainwright.training.optim import build_optimizer
 
 NUM_CLASSES, BOXES_PER_IMAGE = 80, 8
 
@@ -134,7 +139,8 @@ def measure(name: str, size: int, batch: int, repeats: int, timer: AssignmentTim
 
 
 def load_libre_yolox():
-    """LibreYOLO's YOLOX network module without its package __init__ (optional dependencies), or None."""
+    """LibreYOLO's YOLOX network module without its package __init__ (optional dependencies), or None.
+    Its optimizer builder is imported too, as `libre_optim`."""
     spec = importlib.util.find_spec("libreyolo")
     if spec is None or spec.origin is None:
         return None
@@ -144,7 +150,12 @@ def load_libre_yolox():
             module = types.ModuleType(package)
             module.__path__ = [str(root.joinpath(*package.split(".")[1:]))]
             sys.modules[package] = module
+    global libre_optim
+    libre_optim = importlib.import_module("libreyolo.training.optim")
     return importlib.import_module("libreyolo.models.yolox.nn")
+
+
+libre_optim = None
 
 
 def step_against_peer(libre_nn, name: str, size: int, batch: int, repeats: int) -> dict[str, float]:
@@ -156,8 +167,9 @@ def step_against_peer(libre_nn, name: str, size: int, batch: int, repeats: int) 
     ours = get_model(name, num_classes=NUM_CLASSES).train()
     criterion = YoloXDetectionLoss(ours.strides, NUM_CLASSES)
     peer = libre_nn.LibreYOLOXModel(name.split("_")[1], NUM_CLASSES).train()
-    optimizers = {k: torch.optim.SGD(m.parameters(), lr=1e-4, momentum=0.9, nesterov=True)
-                  for k, m in (("ours", ours), ("peer", peer))}
+    sgd = {"momentum": 0.9, "nesterov": True, "weight_decay": 0.0}
+    optimizers = {"ours": build_optimizer("SGD", ours, 1e-4, sgd, zero_weight_decay_on_bias_and_bn=False),
+                  "peer": libre_optim.build_optimizer(torch.optim.SGD, peer.parameters(), lr=1e-4, **sgd)}
 
     def step(key: str, loss_fn) -> None:
         optimizers[key].zero_grad(set_to_none=True)
@@ -184,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="YOLOX-N at 320, batch 2, one repeat")
     args = parser.parse_args(argv)
-    torch.set_flush_denormal(True)
+    apply_cpu_speed_settings(flush_denormal=True, reuse_memory=True)
     if args.quick:
         runs, batch, repeats = [("yolox_n", 320)], 2, 1
     else:

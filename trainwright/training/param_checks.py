@@ -87,6 +87,7 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "greater_metric_to_watch_is_better": _BOOL,
     "zero_weight_decay_on_bias_and_bn": _BOOL,
     "flush_denormal": _optional(_BOOL),
+    "cpu_memory_reuse": _optional(_BOOL),
     "metric_to_watch": _optional(((lambda v: isinstance(v, str) and v != ""), "a metric name")),
     "resume_path": _optional(((lambda v: isinstance(v, (str, os.PathLike)) and os.fspath(v) != ""), "a path")),
 }

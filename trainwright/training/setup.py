@@ -14,6 +14,7 @@ from torch import nn
 from trainwright.config import HpmStruct
 from trainwright.distributed import get_rank, is_main_process, unwrap_model
 from trainwright.logging import NullSGLogger, build_sg_logger
+from trainwright.training.cpu_speed import apply_cpu_speed_settings
 from trainwright.training.data_order import shard_loader
 from trainwright.training.distributed_run import wrap_model
 from trainwright.training.ema import ModelEMA
@@ -27,10 +28,8 @@ __all__ = ["build_train_state", "open_sg_logger"]
 logger = logging.getLogger("trainwright")
 
 
-def seed_everything(seed: int, flush_denormal: bool) -> None:
-    """Seed python, numpy and torch; flush denormals (much faster CPU kernels on tiny values) when asked."""
-    if flush_denormal:
-        torch.set_flush_denormal(True)
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -43,8 +42,12 @@ def build_train_state(model: nn.Module, params: HpmStruct, train_loader, valid_l
     Under torch.distributed each process seeds with seed + rank, the model is wrapped in DistributedDataParallel
     (`distributed_run.wrap_model`) and the loaders give each process its share (`data_order.shard_loader`).
     """
-    flush = params.flush_denormal if params.flush_denormal is not None else device.type == "cpu"
-    seed_everything(params.seed + get_rank(), flush)
+    on_cpu = device.type == "cpu"
+    apply_cpu_speed_settings(
+        flush_denormal=params.flush_denormal if params.flush_denormal is not None else on_cpu,
+        reuse_memory=params.cpu_memory_reuse if params.cpu_memory_reuse is not None else on_cpu,
+    )
+    seed_everything(params.seed + get_rank())
     net = wrap_model(model, device, sync_bn=bool(params.sync_bn))
     train_loader = shard_loader(train_loader, params.seed, training=True, what="training loader")
     valid_loader = shard_loader(valid_loader, params.seed, training=False, what="validation loader")

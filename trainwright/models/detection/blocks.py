@@ -20,7 +20,9 @@ class ConvBNSiLU(nn.Module):
         padding = kernel_size // 2 if padding is None else padding
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)
-        self.act = nn.SiLU(inplace=True)  # overwrites only the BN output, which nothing else holds
+        # Not in place: under autograd an in-place SiLU first copies its input (the backward needs it), one more
+        # pass over every activation of the network.
+        self.act = nn.SiLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.bn(self.conv(x)))

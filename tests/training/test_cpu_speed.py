@@ -1,0 +1,93 @@
+"""CPU speed settings of the Trainer: freed memory kept for reuse (no page faults on the next step's tensors) and
+a fused optimizer step on CPU."""
+
+import platform
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from trainer_helpers import base_params, make_loaders, tiny_model
+
+from trainwright import Trainer
+from trainwright.training.optim import build_optimizer
+
+glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the memory setting is glibc's malloc")
+
+# Allocates, frees and allocates again 64 MiB (16384 pages of 4 KiB), counting the minor page faults of the second
+# allocation: each page of freshly mapped memory faults once when first written, reused heap memory does not.
+FAULTS_OF_REUSE = textwrap.dedent("""
+    import resource, sys, torch
+    def faults_of_a_64mib_tensor():
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        torch.ones(16 * 2**20)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    {setup}
+    faults_of_a_64mib_tensor()
+    print(faults_of_a_64mib_tensor())
+""")
+
+
+def faults_of_reuse(setup: str, cwd: Path) -> int:
+    code = FAULTS_OF_REUSE.format(setup=setup.strip() or "pass")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout.split()[-1])
+
+
+TRAIN_ONE_EPOCH = """
+import sys
+sys.path.insert(0, {helpers!r})
+from trainer_helpers import base_params, make_loaders, tiny_model
+from trainwright import Trainer
+Trainer("speed", ckpt_root_dir="runs", device="cpu").train(
+    tiny_model(), base_params(max_epochs=1, cpu_memory_reuse={value}), *make_loaders(n=8))
+"""
+
+
+@glibc_only
+@pytest.mark.parametrize(("value", "reused"), [(None, True), (True, True), (False, False)])
+def test_training_on_cpu_keeps_freed_memory_for_reuse_unless_turned_off(tmp_path, value, reused):
+    setup = TRAIN_ONE_EPOCH.format(helpers=str(Path(__file__).parent), value=value)
+    faults = faults_of_reuse(setup, tmp_path)
+    if reused:
+        assert faults < 1000
+    else:
+        assert faults > 8000  # most of the 16384 pages fault again: the memory went back to the system
+
+
+def test_bad_cpu_memory_reuse_value_is_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match="cpu_memory_reuse.*'yes'"):
+        Trainer("speed", ckpt_root_dir=tmp_path, device="cpu").train(
+            tiny_model(), base_params(max_epochs=1, cpu_memory_reuse="yes"), *make_loaders(n=8))
+    assert not (tmp_path / "speed").exists()
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+def test_optimizer_on_cpu_is_fused_and_steps_like_the_per_parameter_one(name):
+    def network():  # no bias before the BN: its gradient is rounding noise, which Adam scales up to full steps
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, bias=False), torch.nn.BatchNorm2d(4), torch.nn.Conv2d(4, 2, 1))
+
+    torch.manual_seed(0)
+    model, reference = network(), network()
+    reference.load_state_dict(model.state_dict())
+    options = {"momentum": 0.9, "weight_decay": 1e-4} if name == "SGD" else {"weight_decay": 1e-4}
+    fused = build_optimizer(name, model, 0.01, options, zero_weight_decay_on_bias_and_bn=True)
+    plain = build_optimizer(name, reference, 0.01, {**options, "foreach": False}, True)
+    assert fused.defaults["fused"] is True and not plain.defaults.get("fused")
+    images = torch.randn(2, 3, 8, 8)
+    for _ in range(3):
+        for net, optimizer in ((model, fused), (reference, plain)):
+            optimizer.zero_grad()
+            net(images).square().mean().backward()
+            optimizer.step()
+    for a, b in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_an_implementation_chosen_in_optimizer_params_is_kept():
+    model = torch.nn.Linear(2, 2)
+    assert build_optimizer("AdamW", model, 0.01, {"foreach": True}, False).defaults.get("fused") is None
+    assert build_optimizer("RMSprop", model, 0.01, {}, False).defaults.get("fused") is None
