@@ -1,41 +1,52 @@
 """Inference on CPU: PyTorch eager vs ONNX Runtime float32 vs ONNX Runtime INT8, YOLOX-N and YOLOX-S.
 
 Latency: one forward pass (decoding included, NMS excluded) on random images at 640 x 640, batch 1 and
-batch 8, median of the repeats; every engine gets the same number of threads (torch's). INT8 comes in both
-kinds onnxruntime.quantization makes: dynamic (weights INT8, activation ranges measured on every run) and
-static (QDQ, activation ranges calibrated once on 4 training batches), as trainwright's registry makes them.
+batch 8; every engine gets the same number of threads (torch's), and the engines are timed in turns (per round,
+the best of two back-to-back calls of each; the median of the rounds), so that a change of load on a shared
+machine slows them alike and their ratios stay meaningful. INT8 comes in both kinds onnxruntime.quantization makes: static (QDQ, activation
+ranges calibrated once on validation images, the whole network INT8: trainwright's default) and dynamic
+(weights INT8, activation ranges measured on every run).
 
 Accuracy: mAP@0.50:0.95 on the built-in validation set (the shapes dataset, 200 images) with trainwright's
 metrics, at the input size the model was trained at (160: the shapes images are 160 pixels, so a 640 input
 would only upscale them and measure a model outside what it learnt). The INT8 files for mAP are quantised from
 an export at that size, the same way as the 640 ones. A meaningful drop needs a model that detects something:
 pass a trained checkpoint (--checkpoint-n / --checkpoint-s, from `trainwright train`), otherwise each model is
-trained here for --epochs epochs of the default recipe (6 epochs of YOLOX-N: about 8 minutes on 2 idle cores;
-YOLOX-S about 3 times that) and the checkpoint is kept under --workdir for the next run.
+trained here for --epochs (YOLOX-N, default 6: about 8 minutes on 2 idle cores) or --epochs-s (YOLOX-S, default 2:
+an epoch of YOLOX-S costs about 3 of YOLOX-N; 2 epochs detect the shapes well enough for an accuracy drop to mean
+something) epochs of the default recipe, and the checkpoint is kept under --workdir for the next run.
 
     python benchmarks/inference.py                        # both models, trained here when no checkpoint
     python benchmarks/inference.py --checkpoint-n ckpt_best.pth --models yolox_n
     python benchmarks/inference.py --quick                # a few seconds of training, 320 px, 1 repeat
+    python benchmarks/inference.py --quick --models yolox_s   # the same for YOLOX-S
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
 
-import torch
+# OpenMP reads this when torch loads it: its default (threads spin between parallel regions) made PyTorch eager
+# 20x slower on a 2-core machine shared with other jobs; onnxruntime uses its own thread pool
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+from timing import median_interleaved
 
 from trainwright.cli.inference import load_checkpoint_model
 from trainwright.data import build_detection_loader
 from trainwright.data.collate import CrowdDetectionCollateFN
 from trainwright.export import OnnxDetector, export_onnx
 from trainwright.models.detection.postprocess import YoloXPostPredictionCallback
-from trainwright.models.export.optimize import evaluate_map, measure_latency, onnx_latency, quantize_int8
+from trainwright.models.export.checks import inference_session
+from trainwright.models.export.optimize import evaluate_map, quantize_int8
 
-ENGINES = ("pytorch eager", "onnxruntime fp32", "onnxruntime int8 dynamic", "onnxruntime int8 static")
+ENGINES = ("pytorch eager", "onnxruntime fp32", "onnxruntime int8 static", "onnxruntime int8 dynamic")
 
 
 def train_briefly(architecture: str, workdir: Path, epochs: int, quick: bool) -> Path:
@@ -86,8 +97,25 @@ def onnx_variants(model, folder: Path, size: tuple[int, int], calibration) -> di
     folder.mkdir(parents=True, exist_ok=True)
     fp32 = export_onnx(model, folder / "fp32.onnx", size, dynamic_batch=True, overwrite=True)
     return {"onnxruntime fp32": fp32,
-            "onnxruntime int8 dynamic": quantize_int8(fp32, folder / "int8_dynamic.onnx", "dynamic"),
-            "onnxruntime int8 static": quantize_int8(fp32, folder / "int8_static.onnx", "static", calibration)}
+            "onnxruntime int8 static": quantize_int8(fp32, folder / "int8_static.onnx", "static", calibration),
+            "onnxruntime int8 dynamic": quantize_int8(fp32, folder / "int8_dynamic.onnx", "dynamic")}
+
+
+def latencies(model, files: dict[str, Path], batch: int, size: tuple[int, int], runs: int,
+              threads: int) -> dict[str, float]:
+    """Median ms of one forward pass of each engine on a random batch [batch, 3, H, W], engines timed in turns."""
+    images = torch.rand(batch, 3, *size, generator=torch.Generator().manual_seed(0)) * 255
+    array = images.numpy()
+    sessions = {engine: inference_session(path, threads=threads) for engine, path in files.items()}
+
+    def eager():
+        with torch.inference_mode():
+            model(images)
+
+    runners = {"pytorch eager": eager}
+    runners.update({engine: (lambda s=session: s.run(None, {s.get_inputs()[0].name: array}))
+                    for engine, session in sessions.items()})
+    return median_interleaved(runners, runs, warmup=1, calls=2)
 
 
 def benchmark(architecture: str, checkpoint: Path, args) -> list[dict]:
@@ -97,21 +125,15 @@ def benchmark(architecture: str, checkpoint: Path, args) -> list[dict]:
     loader = valid_loader(cm, args.valid_images)
     calibration = calibration_batches(loader)
     work = args.workdir / "onnx" / f"{architecture}_{checkpoint.parent.name}"
+    # ranges calibrated at 640 on one batch: calibration keeps every activation of a batch in memory
     latency_files = onnx_variants(cm.model, work / f"{args.size}", latency_size,
-                                  calibration_batches(loader, size=latency_size))
+                                  calibration_batches(loader, count=1, size=latency_size))
     map_files = onnx_variants(cm.model, work / f"{cm.input_size[0]}", cm.input_size, calibration)
     settings = {"conf": 0.001, "iou": cm.postprocess.get("iou", 0.6), "max_predictions": 100}
+    timed = {batch: latencies(cm.model, latency_files, batch, latency_size, args.runs, threads) for batch in (1, 8)}
     rows = []
     for engine in ENGINES:
-        row = {"model": architecture, "engine": engine}
-        for batch in (1, 8):
-            if engine == "pytorch eager":
-                images = torch.rand(batch, 3, *latency_size, generator=torch.Generator().manual_seed(0)) * 255
-                with torch.inference_mode():
-                    row[f"b{batch}"] = measure_latency(lambda x=images: cm.model(x), args.runs, 1)["median_ms"]
-            else:
-                row[f"b{batch}"] = onnx_latency(latency_files[engine], batch, latency_size, args.runs, 1,
-                                                threads)["median_ms"]
+        row = {"model": architecture, "engine": engine, "b1": timed[1][engine], "b8": timed[8][engine]}
         if engine == "pytorch eager":
             post = YoloXPostPredictionCallback(**settings)
             with torch.inference_mode():
@@ -127,8 +149,8 @@ def benchmark(architecture: str, checkpoint: Path, args) -> list[dict]:
 
 
 def print_table(rows: list[dict], size: int, map_size: str) -> None:
-    print(f"\nlatency at {size} x {size} (median ms, ratio to PyTorch eager), mAP@0.50:0.95 at {map_size} "
-          f"(points; drop vs PyTorch)")
+    print(f"\nlatency at {size} x {size} (median ms, engines timed in turns; ratio to PyTorch eager), "
+          f"mAP@0.50:0.95 at {map_size} (points; drop vs PyTorch)")
     print(f"{'model':<8} {'engine':<26} {'batch 1':>9} {'ratio':>6} {'batch 8':>9} {'ratio':>6} {'mAP':>6} "
           f"{'drop':>6}")
     for row in rows:
@@ -143,22 +165,27 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["yolox_n", "yolox_s"], choices=["yolox_n", "yolox_s"])
     parser.add_argument("--checkpoint-n", type=Path, default=None, help="trained YOLOX-N checkpoint")
     parser.add_argument("--checkpoint-s", type=Path, default=None, help="trained YOLOX-S checkpoint")
-    parser.add_argument("--epochs", type=int, default=6, help="training epochs when no checkpoint is given")
+    parser.add_argument("--epochs", type=int, default=6, help="YOLOX-N training epochs when no checkpoint is given")
+    parser.add_argument("--epochs-s", type=int, default=2, help="YOLOX-S training epochs when no checkpoint is given")
     parser.add_argument("--runs", type=int, default=5, help="timed repeats per latency")
     parser.add_argument("--size", type=int, default=640, help="latency input size")
     parser.add_argument("--valid-images", type=int, default=None, help="validate on the first N images only")
     parser.add_argument("--workdir", type=Path, default=Path("benchmark_runs/inference"))
-    parser.add_argument("--quick", action="store_true", help="YOLOX-N, barely trained, 320 px, 1 repeat")
+    parser.add_argument("--quick", action="store_true",
+                        help="barely trained, 320 px, 1 repeat (YOLOX-N unless --models says otherwise)")
     args = parser.parse_args()
     if args.quick:
-        args.models, args.epochs, args.runs, args.size, args.valid_images = ["yolox_n"], 1, 1, 320, 16
+        chosen = "--models" in sys.argv
+        args.models = args.models if chosen else ["yolox_n"]
+        args.epochs = args.epochs_s = 1
+        args.runs, args.size, args.valid_images = 1, 320, 16
     warnings.filterwarnings("ignore")
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     start = time.perf_counter()
     rows = []
     for architecture in args.models:
         given = args.checkpoint_n if architecture == "yolox_n" else args.checkpoint_s
-        checkpoint = given or train_briefly(architecture, args.workdir, args.epochs, args.quick)
+        epochs = args.epochs if architecture == "yolox_n" else args.epochs_s
+        checkpoint = given or train_briefly(architecture, args.workdir, epochs, args.quick)
         print(f"{architecture}: {checkpoint}", flush=True)
         rows += benchmark(architecture, checkpoint, args)
     print_table(rows, args.size, "the training size")

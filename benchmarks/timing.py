@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 
@@ -20,3 +21,24 @@ def best_interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict
 def best_of(fn: Callable[[], object], repeats: int) -> float:
     """Best wall time in seconds of `fn` over `repeats` calls."""
     return best_interleaved({"fn": fn}, repeats)["fn"]
+
+
+def median_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1,
+                       calls: int = 2) -> dict[str, float]:
+    """Median over `repeats` rounds of the best of `calls` back-to-back calls of each function (in milliseconds),
+    one turn of each per round after `warmup` such rounds: a change of load on a shared machine hits every
+    function alike, and the first call of a turn, which wakes the function's threads and pays for its
+    predecessor's spinning threads and evicted caches, does not decide its time alone."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            best = float("inf")
+            for _ in range(calls):
+                start = time.perf_counter()
+                fn()
+                best = min(best, time.perf_counter() - start)
+            times[name].append(best * 1000)
+    return {name: statistics.median(values) for name, values in times.items()}

@@ -2,10 +2,14 @@
 
 - ``optimize_graph``: the graph after onnxruntime's extended optimisations (fused convolutions and activations),
   saved so that sessions start without redoing them; runnable by onnxruntime only.
-- ``quantize_int8``: INT8 weights with onnxruntime.quantization. Dynamic quantisation (activation ranges
-  measured at run time) needs no data; static quantisation (QDQ, activation ranges calibrated once on a few
-  images) needs calibration images and runs convolutions in INT8, which is what makes a CNN faster on a CPU.
-- ``measure_latency`` and ``evaluate_map`` measure the result; ``optimization_report`` puts it together.
+- ``quantize_int8``: INT8 weights with onnxruntime.quantization. Static quantisation (the default: QDQ,
+  activation ranges calibrated once on a few images) runs the whole network in INT8: onnxruntime fuses each
+  DequantizeLinear -> op -> QuantizeLinear group into QLinearConv, QLinearSigmoid, QLinearMul (the two halves of
+  SiLU), QLinearAdd, QLinearConcat when it loads the file at its full optimisation level ("all"; at "extended" or
+  "basic" the same file runs 1.2x and 2.5x slower). Dynamic quantisation (activation ranges measured at run time)
+  needs no data, but its ConvInteger kernels make a CNN slower than float32 on a CPU.
+- ``measure_latency``, ``onnx_latencies`` and ``evaluate_map`` measure the result; ``optimization_report`` puts
+  it together.
 """
 
 from __future__ import annotations
@@ -25,10 +29,10 @@ from trainwright.models.export.checks import inference_session
 from trainwright.models.export.contract import require
 from trainwright.models.export.graph import INPUT_NAME
 
-__all__ = ["QUANTIZATION_MODES", "evaluate_map", "measure_latency", "onnx_latency", "optimization_report", "optimize_graph",
-           "quantize_int8"]
+__all__ = ["QUANTIZATION_MODES", "evaluate_map", "measure_latency", "onnx_latencies", "onnx_latency", "optimization_report",
+           "optimize_graph", "quantize_int8"]
 
-QUANTIZATION_MODES = ("dynamic", "static")
+QUANTIZATION_MODES = ("static", "dynamic")  # the first is the default
 
 
 def optimize_graph(source: str | os.PathLike, target: str | os.PathLike) -> Path:
@@ -79,14 +83,14 @@ class _CalibrationReader:
         return {INPUT_NAME: np.ascontiguousarray(array, dtype=np.float32)}
 
 
-def quantize_int8(source: str | os.PathLike, target: str | os.PathLike, mode: str = "dynamic",
+def quantize_int8(source: str | os.PathLike, target: str | os.PathLike, mode: str = "static",
                   calibration: Iterable | None = None) -> Path:
-    """INT8 copy of the float32 file `source` at `target`: `mode` "dynamic", or "static" calibrated on
-    `calibration` (an iterable of image batches [b, 3, H, W] as the model takes them)."""
+    """INT8 copy of the float32 file `source` at `target`: `mode` "static" calibrated on `calibration` (an
+    iterable of image batches [b, 3, H, W] as the model takes them), or "dynamic" (no calibration)."""
     if mode not in QUANTIZATION_MODES:
         raise ValueError(f"quantisation mode must be one of {QUANTIZATION_MODES}, got {mode!r}")
     if mode == "static" and calibration is None:
-        raise ValueError("static quantisation needs calibration images")
+        raise ValueError("static quantisation needs calibration images (or use mode='dynamic')")
     quantization = require("onnxruntime.quantization")
     target = Path(target)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
@@ -97,6 +101,10 @@ def quantize_int8(source: str | os.PathLike, target: str | os.PathLike, mode: st
         else:
             # The network is quantised, the decoding after its last convolutions stays float: it concatenates
             # pixels with scores in (0, 1), and one 8-bit scale over both would round every score away.
+            # Every op type onnxruntime can quantise is (op_types_to_quantize=None), SiLU's Sigmoid and Mul
+            # included: left float, each SiLU costs a DequantizeLinear and a QuantizeLinear, which measured slower
+            # than its QLinearSigmoid + QLinearMul. U8 activations with S8 weights per channel is onnxruntime's
+            # fast x86 kernel (U8 weights measured ~1.3x slower); the QOperator format measured the same as QDQ.
             quantization.quantize_static(prepared, quantized, _CalibrationReader(calibration),
                                          quant_format=quantization.QuantFormat.QDQ,
                                          activation_type=quantization.QuantType.QUInt8,
@@ -116,6 +124,30 @@ def measure_latency(run: Callable[[], object], runs: int = 10, warmup: int = 2) 
         run()
         times.append((time.perf_counter() - start) * 1000)
     return {"median_ms": statistics.median(times), "mean_ms": statistics.fmean(times), "runs": runs}
+
+
+def onnx_latencies(paths: dict[str, str | os.PathLike], batch_size: int, input_size: tuple[int, int],
+                   runs: int = 10, warmup: int = 2, threads: int | None = None) -> dict[str, dict[str, float]]:
+    """Latency of each file as `onnx_latency` measures it, timed in turns (one run of each file per round), so
+    that a change of load on a shared machine slows every file alike and their ratios stay meaningful."""
+    sessions, images = {}, {}
+    for name, path in paths.items():
+        sessions[name] = inference_session(path, threads=threads)
+        declared = sessions[name].get_inputs()[0]
+        dtype = np.float16 if declared.type == "tensor(float16)" else np.float32
+        array = (np.random.default_rng(0).random((batch_size, 3, *input_size)) * 255).astype(dtype)
+        images[name] = {declared.name: array}
+    for _ in range(warmup):
+        for name, session in sessions.items():
+            session.run(None, images[name])
+    times: dict[str, list[float]] = {name: [] for name in sessions}
+    for _ in range(runs):
+        for name, session in sessions.items():
+            start = time.perf_counter()
+            session.run(None, images[name])
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: {"median_ms": statistics.median(t), "mean_ms": statistics.fmean(t), "runs": runs}
+            for name, t in times.items()}
 
 
 def onnx_latency(path: str | os.PathLike, batch_size: int, input_size: tuple[int, int], runs: int = 10,
@@ -150,13 +182,13 @@ def evaluate_map(predict: Callable, post_prediction_callback: Callable, loader: 
 
 
 def optimization_report(onnx_path: str | os.PathLike, out_dir: str | os.PathLike, *, batch_size: int = 1,
-                        quantization: str = "dynamic", calibration: Iterable | None = None,
+                        quantization: str = "static", calibration: Iterable | None = None,
                         loader: Iterable | None = None, postprocess: dict | None = None, runs: int = 10,
                         max_batches: int | None = None) -> dict:
     """Optimise and quantise a float32 export into `out_dir`, then measure both against it.
 
     Writes ``model.optimized.onnx`` and ``model.int8.onnx``; returns {"files", "latency_ms" (median per
-    variant, batch `batch_size`), "map" (per variant, when `loader` is given), "map_drop_points" (float32
+    variant, batch `batch_size`, the variants timed in turns), "map" (per variant, when `loader` is given), "map_drop_points" (float32
     minus INT8, in points)}.
     """
     from trainwright.models.export.runtime import OnnxDetector
@@ -169,8 +201,8 @@ def optimization_report(onnx_path: str | os.PathLike, out_dir: str | os.PathLike
     size = detectors["onnxruntime_fp32"].input_size
     report: dict = {"batch_size": batch_size, "input_size": list(size), "quantization": quantization,
                     "files": {name: path.name for name, path in variants.items()}, "latency_ms": {}, "map": {}}
-    for name, path in variants.items():
-        report["latency_ms"][name] = round(onnx_latency(path, batch_size, size, runs)["median_ms"], 3)
+    for name, latency in onnx_latencies(variants, batch_size, size, runs).items():
+        report["latency_ms"][name] = round(latency["median_ms"], 3)
     if loader is not None:
         settings = {"conf": 0.001, "iou": 0.6, "max_predictions": 100, **(postprocess or {})}
         for name in ("onnxruntime_fp32", "onnxruntime_int8"):

@@ -35,7 +35,7 @@ def git_revision(folder: str | os.PathLike = ".") -> str | None:
 
 def package_model(model: nn.Module, checkpoint: str | os.PathLike, work_dir: str | os.PathLike, *,
                   architecture: str, class_names: list[str], input_size: tuple[int, int], batch_size: int = 1,
-                  quantization: str = "dynamic", calibration: Iterable | None = None,
+                  quantization: str = "static", calibration: Iterable | None = None,
                   loader: Iterable | None = None, postprocess: dict | None = None, metrics: dict | None = None,
                   opset: int | None = None, latency_runs: int = 10, max_batches: int | None = None,
                   ) -> tuple[dict[str, Path], dict]:  # fmt: skip
