@@ -69,9 +69,12 @@ def write_jpeg_coco(root: Path, num_train: int, num_val: int) -> dict:
 def recipes(quick: bool, jpeg_root: Path) -> dict[str, tuple[str, list[str], int]]:
     """dataset name -> (recipe, overrides, epochs)."""
     jpeg_keys = write_jpeg_coco(jpeg_root, 16 if quick else 48, 4)
-    jpeg = ["model.architecture=yolox_n", "dataset.input_size=[320,320]", "train_dataloader.batch_size=8",
+    # Short runs: no warmup or cooldown epochs, mosaic kept on, from scratch (coco_yolox starts from COCO weights).
+    short = ["training_params.lr_warmup_epochs=0", "training_params.lr_cooldown_epochs=0"]
+    jpeg = ["model.architecture=yolox_n", "model.pretrained_weights=null", "dataset.input_size=[320,320]",
+            "train_dataloader.batch_size=8", "augmentation.mosaic_off_epoch=null", *short,
             *(f"{k}={v}" for k, v in jpeg_keys.items())]
-    shapes = [f"dataset.max_train_images={64 if quick else 480}"]
+    shapes = [f"dataset.max_train_images={64 if quick else 480}", *short]
     return {"shapes": ("yolox_n_shapes", shapes, 1 if quick else 2),
             "jpeg": ("coco_yolox", jpeg, 1 if quick else 3)}
 
@@ -129,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few batches, one repeat")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved rounds (default 2, 1 with --quick)")
+    parser.add_argument("--data", choices=("shapes", "jpeg"), action="append", help="only these datasets")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -143,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, (recipe, overrides, epochs) in recipes(args.quick, Path(tmp) / "jpeg").items():
+            if args.data and name not in args.data:
+                continue
             best: dict[str, dict] = {}
             for round_ in range(repeats):
                 for setting in settings if round_ % 2 == 0 else settings[::-1]:
@@ -151,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                         best[setting] = result
             fastest = min(r["wall"] for r in best.values())
             rows += [(name, setting, epochs, r, r["wall"] / fastest) for setting, r in best.items()]
+            print(f"{name}: " + json.dumps(best), flush=True)  # kept if a later dataset fails
     header = (f"{'data':<7} {'num_workers':<22} {'epoch s':>8} {'ratio':>6} {'user s/ep':>9} {'sys s/ep':>8} "
               f"{'sys/user':>8}")
     print(header)
