@@ -1,5 +1,7 @@
 """Shared test helpers: the reference fixtures beside the checkout, and deterministic torch settings."""
 
+import signal
+import warnings
 from pathlib import Path
 
 import pytest
@@ -21,3 +23,22 @@ def sg_models_dir() -> Path:
     if not SG_MODELS_DIR.is_dir():
         pytest.skip(f"reference fixtures not found at {SG_MODELS_DIR} (they live in ../shared beside the clone)")
     return SG_MODELS_DIR
+
+
+_INTERRUPT_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@pytest.fixture(autouse=True)
+def interrupt_signals_left_as_found(request):
+    """Every test starts with Python's Ctrl-C handler and SIGINT/SIGTERM deliverable. A test that leaves them
+    otherwise (a handler installed and not handed back, a blocked signal) is reported by name in a warning, and
+    the next test gets them back: the interrupt tests must not depend on which tests ran before them in the
+    same process."""
+    yield
+    handler = signal.getsignal(signal.SIGINT)
+    blocked = _INTERRUPT_SIGNALS & signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    if handler is not signal.default_int_handler or blocked:
+        warnings.warn(f"{request.node.nodeid} left SIGINT's handler {handler!r}, blocked {sorted(blocked)}",
+                      stacklevel=1)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _INTERRUPT_SIGNALS)
