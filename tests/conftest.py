@@ -30,15 +30,18 @@ _INTERRUPT_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 @pytest.fixture(autouse=True)
 def interrupt_signals_left_as_found(request):
-    """Every test starts with Python's Ctrl-C handler and SIGINT/SIGTERM deliverable. A test that leaves them
-    otherwise (a handler installed and not handed back, a blocked signal) is reported by name in a warning, and
-    the next test gets them back: the interrupt tests must not depend on which tests ran before them in the
-    same process."""
+    """Every test starts with Python's Ctrl-C handler and SIGINT/SIGTERM deliverable (pytest-xdist's workers
+    start with SIGINT ignored). A test that leaves them otherwise (a handler not handed back, a blocked signal) is
+    named in a warning: the interrupt tests must not depend on which tests ran before them in the same process."""
+    _restore_interrupt_signals()
     yield
     handler = signal.getsignal(signal.SIGINT)
     blocked = _INTERRUPT_SIGNALS & signal.pthread_sigmask(signal.SIG_BLOCK, [])
     if handler is not signal.default_int_handler or blocked:
         warnings.warn(f"{request.node.nodeid} left SIGINT's handler {handler!r}, blocked {sorted(blocked)}",
                       stacklevel=1)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _INTERRUPT_SIGNALS)
+
+
+def _restore_interrupt_signals() -> None:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _INTERRUPT_SIGNALS)
