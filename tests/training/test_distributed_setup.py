@@ -15,6 +15,7 @@ from trainwright import Trainer
 from trainwright.distributed import DDP_TIMEOUT_ENV, MultiGPUMode, ddp_timeout, initialize_ddp
 from trainwright.nn.sync_batchnorm import ProcessGroupBatchNorm, convert_sync_batchnorm
 from trainwright.training.data_order import RankShardSampler, shard_loader
+from trainwright.training.distributed_run import is_collective_failure
 
 
 def test_trainer_takes_device_second_as_the_reference_does(tmp_path, monkeypatch):
@@ -172,3 +173,25 @@ def test_relaunch_arguments_name_the_module_or_the_script(monkeypatch, tmp_path)
     with pytest.raises(RuntimeError, match="launch it with torchrun"):
         _relaunch_arguments()
     assert os.path.isfile(script)
+
+
+def _raise_from(filename: str, message: str) -> RuntimeError:
+    """A RuntimeError whose innermost frame is code compiled as `filename` (where the error comes from)."""
+    try:
+        exec(compile(f"raise RuntimeError({message!r})", filename, "exec"))
+    except RuntimeError as err:
+        return err
+    raise AssertionError("nothing raised")
+
+
+def test_collective_failures_are_told_from_the_users_errors():
+    """gloo's timeouts are recognised by their wording or by being raised in torch.distributed / DDP code (its
+    buffer broadcast says only "Application timeout caused pair closure"); a user's own error is not."""
+    ddp_file = os.path.join(os.path.dirname(torch.__file__), "nn", "parallel", "distributed.py")
+    assert is_collective_failure(RuntimeError("Application timeout caused pair closure"))
+    assert is_collective_failure(RuntimeError("[../gloo/transport/tcp/pair.cc:534] Connection closed by peer"))
+    assert is_collective_failure(_raise_from(ddp_file, "some future wording"))
+    assert is_collective_failure(dist.DistError("store lost"))
+    assert not is_collective_failure(RuntimeError("mat1 and mat2 shapes cannot be multiplied (8x3 and 4x2)"))
+    assert not is_collective_failure(_raise_from("/home/user/my_model.py", "some future wording"))
+    assert not is_collective_failure(ValueError("Timed out waiting for the user"))

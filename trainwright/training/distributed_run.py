@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
+import traceback
 
 import torch
 import torch.distributed as dist
@@ -150,12 +152,29 @@ def sync_buffers(module: nn.Module | None) -> None:
     broadcast_tensors([b for b in module.buffers() if b.numel()], src=0)
 
 
+_COLLECTIVE_MARKS = ("gloo", "NCCL", "c10d", "Connection", "pair closure", "Timed out waiting")
+
+
 def is_collective_failure(err: BaseException) -> bool:
     """Whether `err` comes from a collective that could not complete (a peer lost, a timeout)."""
     if isinstance(err, dist.DistError):
         return True
+    if not isinstance(err, RuntimeError):
+        return False
     text = str(err)
-    return isinstance(err, RuntimeError) and any(mark in text for mark in ("gloo", "NCCL", "c10d", "Connection"))
+    # gloo words some failures without naming itself ("Application timeout caused pair closure"), so the frames
+    # that raised it count too: a RuntimeError out of torch.distributed (DDP's own buffer broadcast included).
+    return any(mark in text for mark in _COLLECTIVE_MARKS) or _raised_in_torch_distributed(err)
+
+
+def _raised_in_torch_distributed(err: BaseException) -> bool:
+    """Whether the innermost frames of `err`'s traceback are torch.distributed's (or DDP's) code."""
+    frames = traceback.extract_tb(err.__traceback__)
+    return any(
+        f"torch{os.sep}distributed{os.sep}" in frame.filename
+        or frame.filename.endswith(os.path.join("nn", "parallel", "distributed.py"))
+        for frame in frames[-3:]
+    )
 
 
 def _roll_call(wait_s: float) -> list[int] | None:
