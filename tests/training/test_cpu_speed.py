@@ -92,3 +92,46 @@ def test_an_implementation_chosen_in_optimizer_params_is_kept():
     model = torch.nn.Linear(2, 2)
     assert build_optimizer("AdamW", model, 0.01, {"foreach": True}, False).defaults.get("fused") is None
     assert build_optimizer("RMSprop", model, 0.01, {}, False).defaults.get("fused") is None
+
+
+def conv_classifier() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.SiLU(),
+        torch.nn.Conv2d(8, 8, 3, padding=1, groups=8), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        torch.nn.Linear(8, 2))  # fmt: skip
+
+
+def image_loaders():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(16, 3, 12, 12, generator=g)
+    labels = (images[:, 0].mean((1, 2)) > 0).long()
+    data = torch.utils.data.TensorDataset(images, labels)
+    return torch.utils.data.DataLoader(data, batch_size=4), torch.utils.data.DataLoader(data, batch_size=8)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_channels_last_changes_the_layout_not_the_training(tmp_path, channels_last):
+    """The same run in either layout gives the same weights; the checkpoint holds them in the default layout."""
+    reference = conv_classifier()
+    Trainer("nchw", ckpt_root_dir=tmp_path, device="cpu").train(
+        reference, base_params(max_epochs=2, initial_lr=0.01, seed=3), *image_loaders())
+    model = conv_classifier()
+    Trainer("layout", ckpt_root_dir=tmp_path, device="cpu").train(
+        model, base_params(max_epochs=2, initial_lr=0.01, seed=3, channels_last=channels_last), *image_loaders())
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last) is channels_last
+    for a, b in zip(model.state_dict().values(), reference.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    checkpoint = torch.load(tmp_path / "layout" / "ckpt_latest.pth", weights_only=True)
+    assert all(t.is_contiguous() for t in checkpoint["net"].values())
+    restored = conv_classifier().eval()
+    restored.load_state_dict(checkpoint["net"])
+    images = image_loaders()[1].dataset.tensors[0]
+    torch.testing.assert_close(restored(images), model.eval()(images), rtol=1e-5, atol=1e-6)
+
+
+def test_bad_channels_last_value_is_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match="channels_last.*'yes'"):
+        Trainer("layout", ckpt_root_dir=tmp_path, device="cpu").train(
+            conv_classifier(), base_params(max_epochs=1, channels_last="yes"), *image_loaders())
+    assert not (tmp_path / "layout").exists()

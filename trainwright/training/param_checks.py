@@ -88,6 +88,7 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "zero_weight_decay_on_bias_and_bn": _BOOL,
     "flush_denormal": _optional(_BOOL),
     "cpu_memory_reuse": _optional(_BOOL),
+    "channels_last": _BOOL,
     "metric_to_watch": _optional(((lambda v: isinstance(v, str) and v != ""), "a metric name")),
     "resume_path": _optional(((lambda v: isinstance(v, (str, os.PathLike)) and os.fspath(v) != ""), "a path")),
 }

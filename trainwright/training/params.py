@@ -68,6 +68,7 @@ DEFAULT_TRAINING_PARAMS: dict[str, Any] = {
     "seed": 42,
     "flush_denormal": None,  # None -> True on CPU
     "cpu_memory_reuse": None,  # None -> True on CPU: freed memory kept for the next step (training/cpu_speed.py)
+    "channels_last": False,  # True: the model's weights and activations in channels-last layout (training/cpu_speed.py)
     # logging
     "sg_logger": "base_sg_logger",
     "sg_logger_params": {},

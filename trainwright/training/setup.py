@@ -19,6 +19,7 @@ from trainwright.training.data_order import shard_loader
 from trainwright.training.distributed_run import wrap_model
 from trainwright.training.ema import ModelEMA
 from trainwright.training.losses import build_loss
+from trainwright.training.memory_layout import use_channels_last
 from trainwright.training.metric_set import MetricSet
 from trainwright.training.optim import build_optimizer, optimizer_params_with_defaults
 from trainwright.training.state import TrainState
@@ -48,6 +49,8 @@ def build_train_state(model: nn.Module, params: HpmStruct, train_loader, valid_l
         reuse_memory=params.cpu_memory_reuse if params.cpu_memory_reuse is not None else on_cpu,
     )
     seed_everything(params.seed + get_rank())
+    if params.channels_last:
+        use_channels_last(model)
     net = wrap_model(model, device, sync_bn=bool(params.sync_bn))
     train_loader = shard_loader(train_loader, params.seed, training=True, what="training loader")
     valid_loader = shard_loader(valid_loader, params.seed, training=False, what="validation loader")

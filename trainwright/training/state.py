@@ -20,6 +20,7 @@ from trainwright.distributed import unwrap_model
 from trainwright.logging import AbstractSGLogger
 from trainwright.nn.checkpoint_keys import BEST_METRIC, EMA_NET, EPOCH, NET, OPTIMIZER, SCALER
 from trainwright.training.ema import ModelEMA
+from trainwright.training.memory_layout import contiguous_tensors
 from trainwright.training.metric_set import LossAverager, MetricSet
 
 __all__ = ["BatchState", "LoopState", "TrainState"]
@@ -110,14 +111,14 @@ class TrainState(LoopState):
     def state_dict(self) -> dict:
         """Weights, optimizer, scaler, EMA, finished epochs and best metric under the checkpoint keys."""
         out = {
-            NET: unwrap_model(self.net).state_dict(),
+            NET: contiguous_tensors(unwrap_model(self.net).state_dict()),
             OPTIMIZER: self.optimizer.state_dict(),
             SCALER: self.scaler.state_dict(),
             EPOCH: int(self.epochs_done),
             BEST_METRIC: None if self.best_metric is None else float(self.best_metric),
         }
         if self.ema is not None:
-            out[EMA_NET] = self.ema.state_dict()
+            out[EMA_NET] = contiguous_tensors(self.ema.state_dict())
         return out
 
     def load_state_dict(self, checkpoint: dict) -> None:
