@@ -70,7 +70,7 @@ def recipes(quick: bool, jpeg_root: Path) -> dict[str, tuple[str, list[str], int
     """dataset name -> (recipe, overrides, epochs)."""
     jpeg_keys = write_jpeg_coco(jpeg_root, 16 if quick else 48, 4)
     # Short runs: no warmup or cooldown epochs, mosaic kept on, from scratch (coco_yolox starts from COCO weights).
-    short = ["training_params.lr_warmup_epochs=0", "training_params.lr_cooldown_epochs=0"]
+    short = ["training_params.lr_warmup_epochs=0", "training_params.lr_warmup_steps=0", "training_params.lr_cooldown_epochs=0"]
     jpeg = ["model.architecture=yolox_n", "model.pretrained_weights=null", "dataset.input_size=[320,320]",
             "train_dataloader.batch_size=8", "augmentation.mosaic_off_epoch=null", *short,
             *(f"{k}={v}" for k, v in jpeg_keys.items())]
