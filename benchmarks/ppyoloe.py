@@ -21,6 +21,7 @@ is used). Without it the peer rows are left out.
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import importlib
 import importlib.util
@@ -36,6 +37,7 @@ from trainwright.models import get_model
 from trainwright.models.detection.ppyoloe_loss import PPYoloELoss
 from trainwright.models.detection.yolox_loss import YoloXDetectionLoss
 from trainwright.training.cpu_speed import apply_cpu_speed_settings
+from trainwright.training.memory_layout import use_channels_last
 from trainwright.training.optim import build_optimizer
 
 NUM_CLASSES, BOXES_PER_IMAGE = 80, 8
@@ -114,6 +116,12 @@ def build_runners(size: int, batch: int, libre) -> dict[str, Runner]:
     ours_loss.assign = Timed(ours_loss.assign)
     adamw = build_optimizer("AdamW", ours, 1e-5, {}, zero_weight_decay_on_bias_and_bn=False)
     runners = {"ppyoloe_s (ours)": Runner(ours, ours_loss, adamw, images, targets, [ours_loss.assign])}
+    nhwc = use_channels_last(copy.deepcopy(ours))  # the training parameter channels_last
+    nhwc_loss = PPYoloELoss(NUM_CLASSES, use_static_assigner=False)
+    nhwc_loss.assign = Timed(nhwc_loss.assign)
+    runners["ppyoloe_s (ours, NHWC)"] = Runner(
+        nhwc, nhwc_loss, build_optimizer("AdamW", nhwc, 1e-5, {}, zero_weight_decay_on_bias_and_bn=False), images,
+        targets, [nhwc_loss.assign])
     if libre is not None:
         libre_nn, libre_loss_module, libre_optim = libre
         peer = libre_nn.LibrePPYOLOEModel("s", NUM_CLASSES)
@@ -193,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<22} {size:>4} {seconds:>7.2f} {batch / seconds:>11.2f} {share} {ratio:>7}")
         alone[size] = assignment_alone(runners, libre, repeats)
     print("step = forward + loss (with assignment) + backward + optimizer step; assign % = share of the step spent "
-          "in the task-aligned assignment; vs peer = LibreYOLO step time / this step time (higher is faster).")
+          "in the task-aligned assignment; vs peer = LibreYOLO step time / this step time (higher is faster); NHWC = "
+          "training_params.channels_last=true.")
     print()
     header = f"{'assigner':<13} {'size':>4} {'ours ms':>8} {'peer ms':>8} {'peer/ours':>9} {'fg agree':>8}"
     print(header)

@@ -17,12 +17,14 @@ puts our training step next to LibreYOLO's YOLOX of the same size (its network a
 official BatchNorm settings) on the same batch, timed in turns in one process. Each side's SGD (momentum 0.9,
 Nesterov) is built by its own trainer's optimizer builder: ours is fused on CPU, LibreYOLO's is torch's default
 there. The process runs with trainwright's CPU settings (denormals flushed, freed memory kept for reuse: see
-trainwright.training.cpu_speed), which both sides share.
+trainwright.training.cpu_speed), which both sides share. Ours is timed twice: in the default layout and with
+training_params.channels_last (trainwright.training.memory_layout).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import importlib.util
 import sys
@@ -40,6 +42,7 @@ from trainwright.models import get_model
 from trainwright.models.detection.simota import DYNAMIC_K_CANDIDATES, OUTSIDE_PRIOR_COST, center_prior
 from trainwright.models.detection.yolox_loss import YoloXDetectionLoss
 from trainwright.training.cpu_speed import apply_cpu_speed_settings
+from trainwright.training.memory_layout import use_channels_last
 from trainwright.training.optim import build_optimizer
 
 NUM_CLASSES, BOXES_PER_IMAGE = 80, 8
@@ -159,16 +162,19 @@ libre_optim = None
 
 
 def step_against_peer(libre_nn, name: str, size: int, batch: int, repeats: int) -> dict[str, float]:
-    """Best training-step seconds (forward, loss, backward, SGD) of ours and of LibreYOLO's YOLOX, in turns."""
+    """Best training-step seconds (forward, loss, backward, SGD) of ours (default and channels-last layout) and of
+    LibreYOLO's YOLOX, in turns."""
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     images, targets = synthetic_batch(batch, size, gen)
     peer_labels = targets[:, 1:].reshape(batch, BOXES_PER_IMAGE, 5)  # [B, boxes, (class, cx, cy, w, h)]
     ours = get_model(name, num_classes=NUM_CLASSES).train()
+    ours_nhwc = use_channels_last(copy.deepcopy(ours))  # the training parameter channels_last
     criterion = YoloXDetectionLoss(ours.strides, NUM_CLASSES)
     peer = libre_nn.LibreYOLOXModel(name.split("_")[1], NUM_CLASSES).train()
     sgd = {"momentum": 0.9, "nesterov": True, "weight_decay": 0.0}
     optimizers = {"ours": build_optimizer("SGD", ours, 1e-4, sgd, zero_weight_decay_on_bias_and_bn=False),
+                  "ours_nhwc": build_optimizer("SGD", ours_nhwc, 1e-4, sgd, zero_weight_decay_on_bias_and_bn=False),
                   "peer": libre_optim.build_optimizer(torch.optim.SGD, peer.parameters(), lr=1e-4, **sgd)}
 
     def step(key: str, loss_fn) -> None:
@@ -177,19 +183,23 @@ def step_against_peer(libre_nn, name: str, size: int, batch: int, repeats: int) 
         optimizers[key].step()
 
     steps = {"ours": lambda: step("ours", lambda: criterion(ours(images), targets)[0]),
+             "ours_nhwc": lambda: step("ours_nhwc", lambda: criterion(ours_nhwc(images), targets)[0]),
              "peer": lambda: step("peer", lambda: peer(images, peer_labels)["total_loss"])}
     return best_interleaved(steps, repeats + 1)  # the first round warms up
 
 
 def print_peer_table(libre_nn, runs, batch: int, repeats: int) -> None:
     print(f"\ntraining step against LibreYOLO's YOLOX (batch {batch}, best of {repeats + 1} rounds in turns)")
-    header = f"{'model':<8} {'size':>4} {'ours img/s':>10} {'LibreYOLO img/s':>15} {'ours / LibreYOLO':>16}"
+    header = (f"{'model':<8} {'size':>4} {'ours img/s':>10} {'LibreYOLO img/s':>15} {'ours / LibreYOLO':>16} "
+              f"{'ours NHWC img/s':>15} {'NHWC / LibreYOLO':>16}")
     print(header)
     print("-" * len(header))
     for name, size in runs:
         best = step_against_peer(libre_nn, name, size, batch, repeats)
         print(f"{name:<8} {size:>4} {batch / best['ours']:>10.1f} {batch / best['peer']:>15.1f} "
-              f"{best['peer'] / best['ours']:>15.2f}x")
+              f"{best['peer'] / best['ours']:>15.2f}x {batch / best['ours_nhwc']:>15.1f} "
+              f"{best['peer'] / best['ours_nhwc']:>15.2f}x")
+    print("NHWC: ours with training_params.channels_last=true (weights and activations channels-last)")
 
 
 def main(argv: list[str] | None = None) -> int:
