@@ -142,8 +142,10 @@ def main(argv: list[str] | None = None) -> int:
 
     repeats = args.repeats or (1 if args.quick else 2)
     settings = SETTINGS[:4] if args.quick else SETTINGS
-    print(f"{available_cpus()} CPUs, default num_workers {default_num_workers()}, load average "
-          f"{os.getloadavg()[0]:.1f} at start, best of {repeats}")
+    from timing import cpu_description
+
+    print(f"{available_cpus()} CPUs ({cpu_description()}), default num_workers {default_num_workers()}, "
+          f"load average {os.getloadavg()[0]:.1f} at start, best of {repeats}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, (recipe, overrides, epochs) in recipes(args.quick, Path(tmp) / "jpeg").items():

@@ -20,6 +20,11 @@ something) epochs of the default recipe, and the checkpoint is kept under --work
     python benchmarks/inference.py --checkpoint-n ckpt_best.pth --models yolox_n
     python benchmarks/inference.py --quick                # a few seconds of training, 320 px, 1 repeat
     python benchmarks/inference.py --quick --models yolox_s   # the same for YOLOX-S
+
+PyTorch runs with OpenMP's passive wait policy, as under the `trainwright` command (threads sleep between
+parallel regions instead of spinning, which stalls a CPU shared with loader workers or other jobs). On an idle
+machine spinning threads make eager inference faster at batch 1 (YOLOX-N at 640: 36 ms instead of 80 ms):
+`OMP_WAIT_POLICY=ACTIVE python benchmarks/inference.py` times that. onnxruntime's own thread pool spins either way.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
-from timing import median_interleaved
+from timing import cpu_description, median_interleaved
 
 from trainwright.cli.inference import load_checkpoint_model
 from trainwright.data import build_detection_loader
@@ -49,21 +54,40 @@ from trainwright.models.export.optimize import evaluate_map, quantize_int8
 ENGINES = ("pytorch eager", "onnxruntime fp32", "onnxruntime int8 static", "onnxruntime int8 dynamic")
 
 
+def epochs_finished(experiment_dir: Path) -> int:
+    """Epochs the run in `experiment_dir` has finished, read from its ckpt_latest.pth (0 when there is none)."""
+    latest = experiment_dir / "ckpt_latest.pth"
+    if not latest.is_file():
+        return 0
+    return int(torch.load(latest, map_location="cpu", weights_only=False).get("epoch", 0))
+
+
 def train_briefly(architecture: str, workdir: Path, epochs: int, quick: bool) -> Path:
-    """ckpt_best.pth of a short run of the default recipe (reused when it exists)."""
+    """ckpt_best.pth of a short run of the default recipe: reused when that run finished all its epochs,
+    resumed when an earlier benchmark left it unfinished (interrupted), trained from scratch otherwise."""
     from trainwright.cli.train import run_train
 
     name = f"{architecture}_e{epochs}{'_quick' if quick else ''}"
-    checkpoint = workdir / "checkpoints" / name / "ckpt_best.pth"
-    if checkpoint.is_file():
+    experiment_dir = workdir / "checkpoints" / name
+    checkpoint = experiment_dir / "ckpt_best.pth"
+    done = epochs_finished(experiment_dir)
+    if done >= epochs and checkpoint.is_file():
         return checkpoint
+    if done > 0:
+        print(f"{experiment_dir}: {done} of {epochs} epochs finished; resuming", flush=True)
+        if run_train([], resume_dir=str(experiment_dir)) != 0:
+            raise SystemExit(f"resuming {experiment_dir} failed")
+        return checkpoint
+    if experiment_dir.exists():
+        raise SystemExit(f"{experiment_dir} holds no finished epoch of an earlier run: delete it to train again")
     overrides = [f"ckpt_root_dir={workdir / 'checkpoints'}", f"experiment_name={name}",
                  f"model.architecture={architecture}", f"training_params.max_epochs={epochs}",
                  "visualization.freq=0", "training_params.silent_mode=true"]
     if quick:
         overrides += ["training_params.max_train_batches=2", "training_params.lr_warmup_epochs=0",
                       "dataset.max_valid_images=16"]
-    run_train(overrides)
+    if run_train(overrides) != 0:
+        raise SystemExit(f"training {architecture} for the benchmark failed")
     return checkpoint
 
 
@@ -189,7 +213,9 @@ def main() -> None:
         print(f"{architecture}: {checkpoint}", flush=True)
         rows += benchmark(architecture, checkpoint, args)
     print_table(rows, args.size, "the training size")
-    print(f"\n{torch.get_num_threads()} threads per engine; {time.perf_counter() - start:.0f} s in all")
+    print(f"\n{torch.get_num_threads()} threads per engine on {cpu_description()}, PyTorch with "
+          f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; "
+          f"{time.perf_counter() - start:.0f} s in all")
 
 
 if __name__ == "__main__":

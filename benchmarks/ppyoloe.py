@@ -31,7 +31,7 @@ import types
 from pathlib import Path
 
 import torch
-from timing import best_interleaved
+from timing import best_interleaved, cpu_description
 
 from trainwright.models import get_model
 from trainwright.models.detection.ppyoloe_loss import PPYoloELoss
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes, batch, repeats = ((320,), 2, 1) if args.quick else ((320, 640), 8, 4)
     libre = load_libreyolo()
     print(f"batch {batch}, {BOXES_PER_IMAGE} boxes/image, {NUM_CLASSES} classes, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, best of {repeats}"
+          f"{torch.get_num_threads()} threads, best of {repeats}, {cpu_description()}"
           + ("" if libre else "; LibreYOLO not installed: no peer rows"))
     header = f"{'runner':<22} {'size':>4} {'step s':>7} {'train img/s':>11} {'assign %':>8} {'vs peer':>7}"
     print(header)

@@ -42,3 +42,26 @@ def median_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmu
                 best = min(best, time.perf_counter() - start)
             times[name].append(best * 1000)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def cpu_description() -> str:
+    """The CPU's model name and its widest vector extensions (what the CPU kernels of torch and onnxruntime use),
+    e.g. "AMD EPYC (AVX-512, VNNI, BF16), 2 cores": speed ratios between layouts and engines depend on them."""
+    import os
+    from pathlib import Path
+
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return f"{os.cpu_count()} cores"
+    fields = dict(line.split(":", 1) for line in cpuinfo.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    extensions = [label for flag, label in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("amx_tile", "AMX"),
+                                            ("avx512_vnni", "VNNI"), ("avx_vnni", "VNNI"), ("avx512_bf16", "BF16"))
+                  if flag in flags]
+    if "AVX-512" in extensions and "AVX2" in extensions:
+        extensions.remove("AVX2")
+    extensions = list(dict.fromkeys(extensions))  # AVX-VNNI and AVX-512 VNNI read as one
+    model = fields.get("model name", "unknown CPU")
+    return f"{model} ({', '.join(extensions) or 'no AVX2'}), {os.cpu_count()} cores"

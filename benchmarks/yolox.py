@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import torchvision
-from timing import best_interleaved, best_of
+from timing import best_interleaved, best_of, cpu_description
 
 import trainwright.models.detection.yolox_loss as yolox_loss_module
 from trainwright.models import get_model
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     timer = AssignmentTimer()
     yolox_loss_module.simota_assign = timer
     print(f"batch {batch}, {BOXES_PER_IMAGE} boxes/image, {NUM_CLASSES} classes, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, best of {repeats}")
+          f"{torch.get_num_threads()} threads, best of {repeats}, {cpu_description()}")
     header = (f"{'model':<8} {'size':>4} {'fwd img/s':>9} {'step s':>7} {'train img/s':>11} {'loss %':>6} "
               f"{'assign %':>8} {'peer assign ms':>14} {'ours ms':>8} {'ratio':>6} same")
     print(header)

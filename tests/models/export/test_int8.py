@@ -8,7 +8,12 @@ import torch
 from export_helpers import images, lively_yolox
 
 from trainwright.export import OnnxDetector, export_onnx
-from trainwright.models.export.optimize import QUANTIZATION_MODES, nodes_after_last_conv, quantize_int8
+from trainwright.models.export.optimize import (
+    QUANTIZATION_MODES,
+    float_convolutions,
+    nodes_after_last_conv,
+    quantize_int8,
+)
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -39,21 +44,25 @@ def decoding_inputs(graph, decoding: set[str]) -> set[str]:
 
 
 @pytest.mark.parametrize("level", ["ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL"])
-def test_the_default_runs_every_layer_in_int8(exported, tmp_path, level):
+def test_the_default_runs_the_network_in_int8_but_its_first_and_prediction_convolutions(exported, tmp_path, level):
     fp32, int8 = exported
     assert QUANTIZATION_MODES[0] == "static"
     source = onnx.load(str(fp32)).graph
     decoding = set(nodes_after_last_conv(fp32))
-    convs = sum(node.op_type == "Conv" for node in source.node)
+    conv_names = [node.name for node in source.node if node.op_type == "Conv"]
     silus = sum(node.op_type == "Sigmoid" and node.name not in decoding for node in source.node)
-    head_outputs = sum(node.op_type == "Conv" and any(out in decoding_inputs(source, decoding) for out in node.output)
-                       for node in source.node)
+    head_outputs = [node.name for node in source.node if node.op_type == "Conv"
+                    and any(out in decoding_inputs(source, decoding) for out in node.output)]
+    kept_float = float_convolutions(fp32)
+    assert kept_float == [conv_names[0], *head_outputs] and len(head_outputs) == 9
     ops = ops_as_run(int8, tmp_path, getattr(ort.GraphOptimizationLevel, level))
-    # every convolution and both halves of every SiLU run as INT8 kernels, nothing float in between: one
-    # QuantizeLinear for the input image, one DequantizeLinear per head output feeding the float decoding
-    assert ops["QLinearConv"] == convs and ops["QLinearSigmoid"] == ops["QLinearMul"] == silus > 0
-    assert ops["Conv"] == ops["FusedConv"] == ops["QuickGelu"] == 0
-    assert ops["QuantizeLinear"] == 1 and ops["DequantizeLinear"] == head_outputs == 9
+    # every other convolution and both halves of every SiLU run as INT8 kernels, nothing float in between: one
+    # QuantizeLinear after the float first convolution, one DequantizeLinear before the prediction convolutions
+    # of each head branch (whose outputs feed the float decoding)
+    assert ops["QLinearConv"] == len(conv_names) - len(kept_float)
+    assert ops["Conv"] + ops["FusedConv"] == len(kept_float)
+    assert ops["QLinearSigmoid"] == ops["QLinearMul"] == silus > 0 and ops["QuickGelu"] == 0
+    assert ops["QuantizeLinear"] == 1 and ops["DequantizeLinear"] == len(head_outputs)
     assert ops["QLinearAdd"] > 0 and ops["QLinearConcat"] > 0
 
 

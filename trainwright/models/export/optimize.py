@@ -69,6 +69,24 @@ def nodes_after_last_conv(path: str | os.PathLike) -> list[str]:
     return [node.name for node in nodes if node.name not in feeds_conv]
 
 
+def float_convolutions(path: str | os.PathLike) -> list[str]:
+    """Names of the Conv nodes static INT8 keeps in float32: the first (the image's) and the head's prediction
+    convolutions (those whose outputs feed only the decoding)."""
+    onnx = require("onnx")
+    nodes = onnx.load(os.fspath(path)).graph.node
+    decoding = set(nodes_after_last_conv(path))
+    readers: dict[str, list[str]] = {}
+    for node in nodes:
+        for name in node.input:
+            readers.setdefault(name, []).append(node.name)
+    convs = [node for node in nodes if node.op_type == "Conv"]
+    predictions = [node.name for node in convs
+                   if all(reader in decoding for output in node.output for reader in readers.get(output, []))]
+    if not convs:
+        return []
+    return list(dict.fromkeys([convs[0].name, *predictions]))
+
+
 class _CalibrationReader:
     """Feeds calibration batches [b, 3, H, W] to onnxruntime's static quantiser."""
 
@@ -101,6 +119,9 @@ def quantize_int8(source: str | os.PathLike, target: str | os.PathLike, mode: st
         else:
             # The network is quantised, the decoding after its last convolutions stays float: it concatenates
             # pixels with scores in (0, 1), and one 8-bit scale over both would round every score away.
+            # The first convolution and the prediction convolutions stay float too: on trained YOLOX-N and -S
+            # they held most of the accuracy lost (mAP@0.50:0.95 drop 1.01 -> 0.35 and 1.01 -> 0.69 points)
+            # at no measurable latency.
             # Every op type onnxruntime can quantise is (op_types_to_quantize=None), SiLU's Sigmoid and Mul
             # included: left float, each SiLU costs a DequantizeLinear and a QuantizeLinear, which measured slower
             # than its QLinearSigmoid + QLinearMul. U8 activations with S8 weights per channel is onnxruntime's
@@ -109,7 +130,8 @@ def quantize_int8(source: str | os.PathLike, target: str | os.PathLike, mode: st
                                          quant_format=quantization.QuantFormat.QDQ,
                                          activation_type=quantization.QuantType.QUInt8,
                                          weight_type=quantization.QuantType.QInt8, per_channel=True,
-                                         nodes_to_exclude=nodes_after_last_conv(prepared))
+                                         nodes_to_exclude=nodes_after_last_conv(prepared)
+                                         + float_convolutions(prepared))
         os.replace(quantized, target)
     return target
 
