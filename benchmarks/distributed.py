@@ -8,7 +8,8 @@ forward, YoloXDetectionLoss, backward, SGD step. For the 2-process run the all-r
   * exposed: the step time minus the step time of the same processes with the all-reduce skipped (`no_sync`),
     i.e. what the all-reduce costs the step.
 Times are the best of the repeats of `--steps` steps each, after one warm-up step; OpenMP waits passively
-(OMP_WAIT_POLICY=PASSIVE unless set), as the `trainwright` command sets it.
+(OMP_WAIT_POLICY=PASSIVE unless set): the 1-process and 2-process runs are compared on the same cores, and a
+process whose threads spin while it waits for the all-reduce would take a core from its peer.
 
     python benchmarks/distributed.py            # input 320, global batch 8, 4 steps x 3 repeats
     python benchmarks/distributed.py --quick    # input 160, global batch 4, 2 steps x 1 repeat
@@ -103,7 +104,7 @@ def worker(size: int, global_batch: int, steps: int, repeats: int, out: str) -> 
 
 
 def _launch(processes: int, threads: int, args, out: Path) -> dict:
-    # Passive OpenMP waits, as `trainwright` sets them: spinning threads stall a shared CPU.
+    # Passive OpenMP waits: threads spinning in one process would stall the other process's all-reduce.
     env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "OMP_NUM_THREADS": str(threads)}
     env["PYTHONPATH"] = os.pathsep.join([str(HERE.parents[1]), str(HERE.parent), env.get("PYTHONPATH", "")])
     work = ["--worker", "--size", str(args.size), "--batch", str(args.batch), "--steps", str(args.steps),

@@ -1,17 +1,19 @@
 """Training throughput end to end: epochs of the Trainer with 0, 1, 2 and the default number of loader workers.
 
-Each setting trains in a fresh process (as `trainwright train` does: OMP_WAIT_POLICY=PASSIVE before torch
-is imported) and reports the wall time per epoch and the CPU time of the process and its workers (user,
-sys), on two datasets:
+Each setting trains in a fresh process (with OpenMP's own wait policy, as under `trainwright train`: libgomp's
+threads spin briefly, then sleep) and reports the wall time per epoch and the CPU time of the process and its
+workers (user, sys), on two datasets:
   * shapes: the default recipe's data and model (YOLOX-N, 160x160, batch 16, images cached, no mosaic);
   * jpeg: a COCO-format set of 640x480 JPEGs generated here, read from disk, through the `coco_yolox`
     recipe's augmentation (mosaic, affine, HSV, flip) with YOLOX-N at 320, batch 8.
 "previous" is the loader before worker settings were tuned (2 fresh workers every epoch, each with
-OpenCV's default thread pool), for comparison; "default/no-reuse" and "default/omp-spin" are the default with
-one suspect of system CPU turned back on: freed memory returned to the system after each step, and OpenMP
-threads spinning while they wait. Validation is limited to one batch. The ratio is the
-wall time over the best wall time of the dataset's settings; each round runs the settings in turn, in
-the opposite order from the round before, and the best of the rounds is kept.
+OpenCV's default thread pool), for comparison. The "default/..." settings are the default with one suspect of
+system CPU changed: "no-reuse" returns freed memory to the system after each step; "omp-passive" lets OpenMP
+threads sleep as soon as they wait (OMP_WAIT_POLICY=PASSIVE, what `trainwright train` set before);
+"omp-spin" spins for as long as they wait (ACTIVE). Validation is
+limited to one batch. The ratio is the wall time over the best wall time of the dataset's settings; each
+round runs the settings in turn, in the opposite order from the round before, and the best of the rounds is
+kept. `--settings NAME` (repeatable) runs only those settings.
 
     python benchmarks/epoch.py              # both datasets, 2 repeats (about 15 minutes on 2 quiet cores)
     python benchmarks/epoch.py --quick      # a few batches, one repeat, without "previous"
@@ -29,10 +31,12 @@ import tempfile
 import time
 from pathlib import Path
 
-SETTINGS = ("0", "1", "2", "default", "default/no-reuse", "default/omp-spin", "previous")
+SETTINGS = ("0", "1", "2", "default", "default/no-reuse", "default/omp-passive", "default/omp-spin", "previous")
 # Suspects toggled one at a time on the default setting: freed memory returned to the system after every step
 # (training parameter cpu_memory_reuse=false) and OpenMP threads spinning while they wait (OMP_WAIT_POLICY=ACTIVE).
-TOGGLES = {"default/no-reuse": ["training_params.cpu_memory_reuse=false"], "default/omp-spin": []}
+TOGGLES = {"default/no-reuse": ["training_params.cpu_memory_reuse=false"]}
+# OpenMP wait policy of a setting's process; unlisted: none set, OpenMP's own default, as under `trainwright train`
+OMP_WAIT_POLICIES = {"default/omp-passive": "PASSIVE", "default/omp-spin": "ACTIVE"}
 
 
 def write_jpeg_coco(root: Path, num_train: int, num_val: int) -> dict:
@@ -81,8 +85,11 @@ def recipes(quick: bool, jpeg_root: Path) -> dict[str, tuple[str, list[str], int
 
 def child(spec: dict) -> None:
     """Train `spec["epochs"]` epochs with the asked loader setting; print one JSON line of measures."""
-    # as `trainwright train` does, before torch loads
-    os.environ["OMP_WAIT_POLICY"] = "ACTIVE" if spec["setting"] == "default/omp-spin" else "PASSIVE"
+    # before torch loads
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        os.environ.pop(name, None)
+    if spec["setting"] in OMP_WAIT_POLICIES:
+        os.environ["OMP_WAIT_POLICY"] = OMP_WAIT_POLICIES[spec["setting"]]
     import torch
     from torch.utils.data import DataLoader
 
@@ -133,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few batches, one repeat")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved rounds (default 2, 1 with --quick)")
     parser.add_argument("--data", choices=("shapes", "jpeg"), action="append", help="only these datasets")
+    parser.add_argument("--settings", choices=SETTINGS, action="append", help="only these settings")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -141,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     from trainwright.data.loaders import available_cpus, default_num_workers
 
     repeats = args.repeats or (1 if args.quick else 2)
-    settings = SETTINGS[:4] if args.quick else SETTINGS
+    settings = args.settings or (SETTINGS[:4] if args.quick else SETTINGS)
     from timing import cpu_description
 
     print(f"{available_cpus()} CPUs ({cpu_description()}), default num_workers {default_num_workers()}, "

@@ -21,10 +21,11 @@ something) epochs of the default recipe, and the checkpoint is kept under --work
     python benchmarks/inference.py --quick                # a few seconds of training, 320 px, 1 repeat
     python benchmarks/inference.py --quick --models yolox_s   # the same for YOLOX-S
 
-PyTorch runs with OpenMP's passive wait policy, as under the `trainwright` command (threads sleep between
-parallel regions instead of spinning, which stalls a CPU shared with loader workers or other jobs). On an idle
-machine spinning threads make eager inference faster at batch 1 (YOLOX-N at 640: 36 ms instead of 80 ms):
-`OMP_WAIT_POLICY=ACTIVE python benchmarks/inference.py` times that. onnxruntime's own thread pool spins either way.
+PyTorch runs with OpenMP's passive wait policy (threads sleep between parallel regions): two thread pools
+share the cores in this process, and torch's threads spinning after its turn would slow the onnxruntime turn
+that follows. On an idle machine spinning threads make eager inference faster at batch 1 (YOLOX-N at 640: 36 ms
+instead of 80 ms): `OMP_WAIT_POLICY=ACTIVE python benchmarks/inference.py` times that. onnxruntime's own thread
+pool spins either way.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ import time
 import warnings
 from pathlib import Path
 
-# OpenMP reads this when torch loads it: its default (threads spin between parallel regions) made PyTorch eager
-# 20x slower on a 2-core machine shared with other jobs; onnxruntime uses its own thread pool
+# OpenMP reads this when torch loads it: spinning threads (libgomp's default, and trainwright's longer spin) made
+# PyTorch eager 20x slower on a 2-core machine shared with other jobs and with onnxruntime's own thread pool
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
