@@ -3,7 +3,7 @@
 Each setting trains in a fresh process (with OpenMP's own wait policy, as under `trainwright train`: libgomp's
 threads spin briefly, then sleep) and reports the wall time per epoch and the CPU time of the process and its
 workers (user, sys), on two datasets:
-  * shapes: the default recipe's data and model (YOLOX-N, 160x160, batch 16, images cached, no mosaic);
+  * shapes: the default recipe's data, model and batch size (YOLOX-N, 160x160, images cached, no mosaic);
   * jpeg: a COCO-format set of 640x480 JPEGs generated here, read from disk, through the `coco_yolox`
     recipe's augmentation (mosaic, affine, HSV, flip) with YOLOX-N at 320, batch 8.
 "previous" is the loader before worker settings were tuned (2 fresh workers every epoch, each with
