@@ -2,6 +2,7 @@
 never reused by a forked child (a DataLoader worker)."""
 
 import multiprocessing
+import os
 
 import pytest
 import torch
@@ -61,3 +62,25 @@ def test_a_forked_child_forgets_the_parents_pool(two_threads):
     child.start()
     child.join(timeout=60)
     assert child.exitcode == 0 and queue.get(timeout=5) is True  # it would build its own on first use
+
+
+def os_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc (Linux)")
+def test_pool_threads_start_no_openmp_teams_of_their_own(two_threads):
+    """Large per-image ops on the pool run on the pool's threads alone: no OpenMP threads appear beside them
+    (GNU OpenMP would otherwise count more threads than CPUs and stop spin-waiting in the training step)."""
+    shutdown_nms_threads()
+    torch.ones(1 << 20).add_(1)  # the main thread's own OpenMP team exists before counting
+    before = os_threads()
+    pool = nms_threads()
+    if pool is None:
+        pytest.skip("one CPU: the pool is never used")
+    assert pool.submit(torch.get_num_threads).result() == 1 and torch.get_num_threads() == 2
+    gen = torch.Generator().manual_seed(0)
+    raw = torch.cat([torch.rand(4, 8400, 2, generator=gen) * 640, 8 + torch.rand(4, 8400, 2, generator=gen) * 60,
+                     torch.rand(4, 8400, 81, generator=gen) ** 4], dim=2)  # 8400 anchors x 80 classes per image
+    assert len(YoloXPostPredictionCallback(conf=0.001)(raw)) == 4
+    assert os_threads() - before == pool._max_workers
