@@ -22,10 +22,8 @@ $(VENV)/.installed-test: $(PY) pyproject.toml
 	$(COMPILE)
 	touch $@ $(VENV)/.installed
 
-# The demo has the machine to itself: OpenMP threads spin while they wait (faster epochs; see the README's
-# "Training throughput"), unless OMP_WAIT_POLICY is set already.
 demo: $(VENV)/.installed
-	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-ACTIVE} $(VENV)/bin/trainwright train
+	$(VENV)/bin/trainwright train
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q -n 2

@@ -91,7 +91,7 @@ def test_loader_options():
 
 
 def test_default_workers_follow_the_cpus():
-    assert [default_num_workers(c) for c in (1, 2, 3, 4, 8, 16, 64)] == [0, 1, 1, 2, 4, 8, 8]
+    assert [default_num_workers(c) for c in (1, 2, 3, 4, 8, 16, 64)] == [0, 0, 1, 2, 4, 8, 8]
 
 
 class WorkerFacts(DetectionTransform):

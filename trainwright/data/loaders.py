@@ -35,12 +35,15 @@ def available_cpus() -> int:
 
 
 def default_num_workers(cpus: int | None = None) -> int:
-    """Workers when none are asked for: one per two CPUs (the training step keeps every core busy), at most 8.
+    """Workers when none are asked for: none on up to 2 CPUs, else one per two CPUs (the step keeps every core
+    busy), at most 8.
 
-    One CPU gets none: a worker could only take turns with the step.
+    On 2 cores a worker can only take turns with the step's two threads: loading in the main process, between
+    steps, measured 6-12% faster per epoch than 1 or 2 workers (`benchmarks/epoch.py`, README "Training
+    throughput").
     """
     cpus = available_cpus() if cpus is None else cpus
-    return min(cpus // 2, MAX_DEFAULT_WORKERS)
+    return 0 if cpus <= 2 else min(cpus // 2, MAX_DEFAULT_WORKERS)
 
 
 def _innermost(dataset: Dataset) -> Dataset:
@@ -113,7 +116,7 @@ def build_detection_loader(dataset: Dataset, batch_size: int, shuffle: bool = Fa
                            persistent_workers: bool | None = None, **loader_kwargs) -> DetectionDataLoader:
     """A DataLoader over a detection dataset (batches in the layout of trainwright.data.collate).
 
-    num_workers: worker processes; None gives `default_num_workers()` (one per two CPUs, 1 on 2 cores).
+    num_workers: worker processes; None gives `default_num_workers()` (none on 2 CPUs, 2 on 4, 4 on 8).
     Each worker runs torch and OpenCV on one thread. persistent_workers: None keeps the workers alive
     across epochs when the dataset is a DetectionDataset (possibly inside a Subset), whose augmentations
     are then seeded per epoch and worker, as with fresh workers; other datasets get fresh workers each

@@ -199,7 +199,7 @@ def _check_checkpoint_location(location: str) -> None:
 
 def _workers(section, prefix: str, default: int | None) -> int | None:
     """`num_workers` of a loader section: an integer >= 0, or None for `auto` / null (the loader then takes
-    `trainwright.data.loaders.default_num_workers()`: one per two CPUs, at most 8)."""
+    `trainwright.data.loaders.default_num_workers()`: none on up to 2 CPUs, else one per two, at most 8)."""
     value = section.get("num_workers", default)
     if value is None or value == "auto":
         return None
