@@ -8,6 +8,7 @@ import enum
 import math
 import os
 import sys
+import time
 
 import torch
 import torch.distributed as dist
@@ -37,12 +38,14 @@ __all__ = [
     "main_process_first",
     "ranks_where",
     "broadcast_object",
+    "finish_collectives",
     "broadcast_tensors",
     "collective_device",
 ]
 
 DDP_TIMEOUT_ENV = "TRAINWRIGHT_DDP_TIMEOUT"
 DEFAULT_DDP_TIMEOUT_S = 1800.0
+_SETTLE_TIMEOUT_S = 10.0  # finish_collectives: how long to wait for gloo's threads to drop the last tensor
 _LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
@@ -246,6 +249,30 @@ def collective_device() -> torch.device:
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+def finish_collectives() -> None:
+    """Wait for every process, then until this process's gloo threads hold no tensor of ours (end of a run).
+
+    Why: gloo's worker threads drop a finished collective's tensors after its caller has moved on, taking the GIL
+    to do so. A process that exits in that moment aborts as the interpreter shuts down ("terminate called
+    without an active exception"; seen under load at the end of a two-process run), and torchrun then stops the
+    others. A last all-reduce, which every process must join, is queued behind the collectives before it; once
+    its own tensor is dropped (its reference count is back), the threads have passed them all. On nccl (no such
+    threads) a plain barrier. Without a group: nothing.
+    """
+    if not is_distributed():
+        return
+    if dist.get_backend() != "gloo":
+        wait_for_everyone()
+        return
+    probe = torch.zeros(1)
+    references = sys.getrefcount(probe)
+    dist.all_reduce(probe)
+    deadline = time.monotonic() + _SETTLE_TIMEOUT_S
+    while sys.getrefcount(probe) > references and time.monotonic() < deadline:
+        time.sleep(0.001)  # without the GIL, which the thread needs to drop the probe
+    time.sleep(0.02)  # margin for a thread that finished an earlier collective and is not yet rescheduled
 
 
 def wait_for_everyone() -> None:

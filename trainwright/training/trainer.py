@@ -18,7 +18,14 @@ import torch
 from torch import nn
 
 from trainwright.callbacks.base import CallbackHandler
-from trainwright.distributed import MultiGPUMode, broadcast_tensors, is_distributed, is_main_process, unwrap_model
+from trainwright.distributed import (
+    MultiGPUMode,
+    broadcast_tensors,
+    finish_collectives,
+    is_distributed,
+    is_main_process,
+    unwrap_model,
+)
 from trainwright.logging import check_file_name, interrupts_deferred
 from trainwright.training import devices
 from trainwright.training.batches import criterion_extras, move_to_device, unpack_batch
@@ -137,6 +144,8 @@ class Trainer:
             open_sg_logger(state)  # the first file of the run, once nothing else can fail
             self._run(state, callbacks)
         self.best_metric, self.interrupt_signal = state.best_metric, state.interrupt_signal
+        if not self.interrupted:
+            finish_collectives()  # every process leaves train() together, with no collective in flight
         return self.valid_metrics
 
     def _run(self, state: TrainState, callbacks: CallbackHandler) -> None:
