@@ -39,7 +39,7 @@ def default_num_workers(cpus: int | None = None) -> int:
     busy), at most 8.
 
     On 2 cores a worker can only take turns with the step's two threads: loading in the main process, between
-    steps, measured 6-12% faster per epoch than 1 or 2 workers (`benchmarks/epoch.py`, README "Training
+    steps, measured 2-14% faster per epoch than 1 or 2 workers (`benchmarks/epoch.py`, README "Training
     throughput").
     """
     cpus = available_cpus() if cpus is None else cpus
